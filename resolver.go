@@ -1,0 +1,484 @@
+// Host resolution (contract section 2, "Resolving a host"): which pattern of
+// an API-level Map and a gateway-level Map applies to a request host.
+//
+// Where each rule of the contract lives:
+//
+//   - Normalisation (lowercase, trailing dot, port 443, IPv6 canonical form)
+//     and the rejected patterns: parsedHost.parse in wildcard.go. Two
+//     patterns of one map that normalise alike with different values:
+//     NewResolver (with the same value: kept once, as the one that sorts
+//     first).
+//   - Matching: '*' alone is its map's default (Resolver.def); '*' as a label
+//     matches one label (mask in wildcard.go); no port matches any port, a
+//     port only that port (record.find).
+//   - Precedence, API specific, API '*', gateway specific, gateway '*', and
+//     exact host before wildcards: Resolver.find.
+//   - Tie-breaks: exact with a port before without (record.find); between
+//     wildcards, longer literal run from the right, then with a port, then
+//     fewer wildcards, then the normalised pattern that sorts first
+//     (rankWildcards, and the mask order of searchWild). Patterns are
+//     processed in sorted order: nothing depends on map order.
+//
+// # Design
+//
+// NewResolver compiles both maps into one open-addressing hash table of
+// records: one per exact name, and one per wildcard name, keyed by its mask
+// (the shape of its '*' labels, see wildcard.go) and the labels at its
+// literal positions. Each record holds the entries of both levels, by port.
+// A lookup parses the host in one pass, which also hashes it, then probes the
+// exact name and, once per mask of the host's label count, the host's labels
+// at the mask's literal positions, most literal labels on the right first.
+// It builds no string and does not allocate for a host in normal form, and
+// its cost depends on the variety of masks, not on the number of patterns.
+// Wildcard entries carry a precomputed rank, so comparing two candidates is
+// one comparison.
+package mtls
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"math/bits"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Level says which map a pattern came from. The zero Level is no level: the
+// Level of a Match that did not match.
+type Level uint8
+
+// Levels, in precedence order: an API level's patterns win over the gateway's.
+const (
+	// LevelAPI is the map of one API, route or service.
+	LevelAPI Level = iota + 1
+	// LevelGateway is the map that applies to every API.
+	LevelGateway
+)
+
+// String returns "api", "gateway", or "none" for the zero Level.
+func (l Level) String() string {
+	switch l {
+	case 0:
+		return "none"
+	case LevelAPI:
+		return "api"
+	case LevelGateway:
+		return "gateway"
+	}
+	return "Level(" + strconv.Itoa(int(l)) + ")"
+}
+
+// Match tells which pattern a host matched. The zero Match is no match.
+type Match struct {
+	// Value is the pattern's value in its Map.
+	Value string
+	// Pattern is the pattern as written in the Map. When several patterns
+	// normalise alike (and carry the same value), it is the one that sorts
+	// first.
+	Pattern string
+	// Level is the map the pattern came from.
+	Level Level
+}
+
+// A Resolver finds the value that applies to a host, from an API-level Map
+// (one API, route or service) and a gateway-level Map (every API). Make one
+// with [NewResolver]. It is immutable and safe for concurrent use; a nil
+// *Resolver matches nothing.
+//
+// Matching: '*' alone matches every host. '*' as a label matches exactly one
+// non-empty label, in any position: "*.example.com" and "api.*.com" match
+// "api.example.com", while "*.example.com" matches neither "example.com" nor
+// "a.b.example.com". Wildcards never match IP addresses, which match exact
+// IP patterns and '*' only. A pattern without a port matches any port; one
+// with a port, 443 included, only that port ("api.example.com:443" matches
+// "api.example.com" and "api.example.com:443", not "api.example.com:8443").
+//
+// Precedence, highest first: 1. an API level pattern other than '*'; 2. the
+// API level '*'; 3. a gateway level pattern other than '*'; 4. the gateway
+// level '*'. Within one level, an exact host beats any wildcard, and a
+// pattern with a port beats the same without. Between wildcards, the longer
+// run of literal labels counted from the right wins ("*.prod.example.com"
+// beats "api.*.example.com"), then the one with a port, then the one with
+// fewer wildcards, then the normalised pattern that sorts first. The order of
+// the maps never matters.
+type Resolver struct {
+	seed  uint64
+	slots []uint64 // open addressing over recs: hash>>32<<32 | record index+1; 0 is empty
+	recs  []record
+	masks [2][][]*mask // wildcard masks by label count, in precedence order: API level's, all
+	def   [2]*entry    // the '*' of the API and of the gateway level
+}
+
+// record holds the patterns of one exact or wildcard name, at both levels.
+type record struct {
+	hash uint64
+	mask *mask   // nil for an exact name
+	key  string  // the name, or the literal runs of a wildcard name (mask.key)
+	ents []entry // by level, then port; port 0 (any port) first
+	one  entry   // ents[0] when it is the only one (most names), saving a pointer to follow
+}
+
+// entry is one pattern.
+type entry struct {
+	Match
+	port  uint16 // 0: any port
+	right uint8  // wildcards: literal labels right of the rightmost '*'
+	rank  int32  // wildcards: precedence within the level, lower first
+}
+
+// find returns the entry of a level for port: the one with that port, else
+// the one without a port.
+func (rec *record) find(level Level, port uint16) *entry {
+	if len(rec.ents) == 1 {
+		if e := &rec.one; e.Level == level && (e.port == port || e.port == 0) {
+			return e
+		}
+		return nil
+	}
+	if len(rec.ents) > 8 { // many ports for one name: binary search
+		if i, ok := rec.search(level, port); ok {
+			return &rec.ents[i]
+		}
+		if i, ok := rec.search(level, 0); ok {
+			return &rec.ents[i]
+		}
+		return nil
+	}
+	var anyPort *entry
+	for i := range rec.ents {
+		if e := &rec.ents[i]; e.Level == level {
+			if e.port == port {
+				return e
+			}
+			if e.port == 0 {
+				anyPort = e
+			}
+		}
+	}
+	return anyPort
+}
+
+// search finds (level, port) in the sorted entries.
+func (rec *record) search(level Level, port uint16) (int, bool) {
+	i, ok := slices.BinarySearchFunc(rec.ents, entry{Match: Match{Level: level}, port: port}, func(a, b entry) int {
+		return cmp.Or(cmp.Compare(a.Level, b.Level), cmp.Compare(a.port, b.port))
+	})
+	return i, ok
+}
+
+// get returns the record of hash h, mask m (nil: exact) and name.
+func (r *Resolver) get(h uint64, m *mask, name string, ph *parsedHost) *record {
+	bits := uint64(len(r.slots) - 1)
+	for i := h & bits; ; i = (i + 1) & bits {
+		s := r.slots[i]
+		if s == 0 {
+			return nil
+		}
+		if s>>32 != h>>32 {
+			continue
+		}
+		rec := &r.recs[uint32(s)-1]
+		if rec.hash == h && rec.mask == m && (m == nil && rec.key == name || m != nil && m.keyMatches(rec.key, ph)) {
+			return rec
+		}
+	}
+}
+
+// NewResolver compiles an API-level and a gateway-level Map; either may be
+// nil, and then matches nothing. A pattern is a host, optionally with
+// ":port": a DNS name, an IPv4 address or an IPv6 address (bracketed when a
+// port follows, as in "[::1]:8443"), in which '*' stands for one whole
+// label; or '*' alone, the default of its map. Patterns are normalised like
+// hosts (see [Resolver.Resolve]). A name whose labels are all digits is an
+// IPv4 address and must be a valid one ("1.2.3" and "010.0.0.1" are
+// rejected); internationalised names are written in their xn-- form; IPv6
+// zones are not supported.
+//
+// The error wraps [ErrInvalidPattern] and names the pattern and its level
+// for a pattern that has a scheme or a path, an empty label, a '*' inside a
+// label, a port that is not a number in 1-65535, '*' with a port, characters
+// other than ASCII letters, digits, '-', '_' and '.', a label over 63 bytes,
+// a name over 253 bytes, a wildcard in an IP address, or that is empty; and
+// for two patterns of one map that normalise alike but carry different
+// values. Patterns are checked in sorted order, so the error is the same for
+// the same maps.
+func NewResolver(api, gateway Map) (*Resolver, error) {
+	r := &Resolver{seed: rand.Uint64()}
+	masks := map[string]*mask{}
+	type recKey struct {
+		mask *mask
+		key  string
+	}
+	index := map[recKey]int{}
+	for li, m := range [2]Map{api, gateway} {
+		level := Level(li + 1)
+		type key struct {
+			name string
+			port uint16
+		}
+		seen := map[key]string{}
+		var wild []wildEntry
+		for _, pat := range slices.Sorted(maps.Keys(m)) {
+			p := &parsedHost{}
+			if reason := p.parse(pat, true); reason != "" {
+				return nil, fmt.Errorf("%w %q (%s level): %s", ErrInvalidPattern, pat, level, reason)
+			}
+			if first, ok := seen[key{p.name, p.port}]; ok {
+				if m[first] != m[pat] {
+					return nil, fmt.Errorf("%w %q (%s level): same host as %q, with a different value",
+						ErrInvalidPattern, pat, level, first)
+				}
+				continue
+			}
+			seen[key{p.name, p.port}] = pat
+			e := entry{Match: Match{Value: m[pat], Pattern: pat, Level: level}, port: p.port}
+			if p.def {
+				r.def[li] = &e
+				continue
+			}
+			k, h := recKey{key: p.name}, mix(r.seed^p.hash)
+			if p.wild {
+				k.mask = newMask(p)
+				if known := masks[k.mask.shape]; known != nil {
+					k.mask = known
+				} else {
+					k.mask.id = uint64(len(masks)+1) * 0xbf58476d1ce4e5b9
+					masks[k.mask.shape] = k.mask
+					r.masks[1] = addMask(r.masks[1], p.n, k.mask)
+				}
+				if li == 0 && !k.mask.api {
+					k.mask.api = true
+					r.masks[0] = addMask(r.masks[0], p.n, k.mask)
+				}
+				k.key, h = k.mask.key(p), k.mask.hash(r.seed, p)
+			}
+			ri, ok := index[k]
+			if !ok {
+				ri = len(r.recs)
+				index[k] = ri
+				r.recs = append(r.recs, record{hash: h, mask: k.mask, key: k.key})
+			}
+			if p.wild {
+				e.right = uint8(k.mask.right)
+				wild = append(wild, wildEntry{e, ri, k.mask.wilds, normString(p)})
+			} else {
+				r.recs[ri].ents = append(r.recs[ri].ents, e)
+			}
+		}
+		rankWildcards(wild)
+		for _, w := range wild {
+			r.recs[w.rec].ents = append(r.recs[w.rec].ents, w.entry)
+		}
+	}
+	for _, byLen := range r.masks {
+		for _, ms := range byLen {
+			slices.SortFunc(ms, func(a, b *mask) int {
+				return cmp.Or(cmp.Compare(b.right, a.right), cmp.Compare(a.wilds, b.wilds), cmp.Compare(a.shape, b.shape))
+			})
+		}
+	}
+	r.pack()
+	r.slots = make([]uint64, max(8, 1<<bits.Len(uint(2*len(r.recs)))))
+	for i := range r.recs {
+		rec := &r.recs[i]
+		j := rec.hash & uint64(len(r.slots)-1)
+		for r.slots[j] != 0 {
+			j = (j + 1) & uint64(len(r.slots)-1)
+		}
+		r.slots[j] = rec.hash>>32<<32 | uint64(i+1)
+	}
+	return r, nil
+}
+
+// addMask adds m to the masks of n labels.
+func addMask(byLen [][]*mask, n int, m *mask) [][]*mask {
+	for len(byLen) <= n {
+		byLen = append(byLen, nil)
+	}
+	byLen[n] = append(byLen[n], m)
+	return byLen
+}
+
+// pack sorts the entries of each record and moves the keys and entries of
+// all records into one string and one slice, in record order, so that a
+// lookup touches few cache lines.
+func (r *Resolver) pack() {
+	var keys strings.Builder
+	total := 0
+	for i := range r.recs {
+		keys.WriteString(r.recs[i].key)
+		total += len(r.recs[i].ents)
+	}
+	all, ents := keys.String(), make([]entry, 0, total)
+	for i := range r.recs {
+		rec := &r.recs[i]
+		slices.SortFunc(rec.ents, func(a, b entry) int {
+			return cmp.Or(cmp.Compare(a.Level, b.Level), cmp.Compare(a.port, b.port))
+		})
+		rec.key, all = all[:len(rec.key)], all[len(rec.key):]
+		ents = append(ents, rec.ents...)
+		rec.ents = ents[len(ents)-len(rec.ents) : len(ents) : len(ents)]
+		rec.one = rec.ents[0]
+	}
+}
+
+// wildEntry is a wildcard entry being ranked.
+type wildEntry struct {
+	entry
+	rec   int // index of its record
+	wilds int
+	norm  string
+}
+
+// rankWildcards sets the rank of the wildcard entries of one level: longer
+// literal run from the right first, then with a port, then fewer wildcards,
+// then the normalised pattern that sorts first.
+func rankWildcards(ws []wildEntry) {
+	hasPort := func(w wildEntry) int {
+		if w.port != 0 {
+			return 0
+		}
+		return 1
+	}
+	slices.SortFunc(ws, func(a, b wildEntry) int {
+		return cmp.Or(cmp.Compare(b.right, a.right), cmp.Compare(hasPort(a), hasPort(b)),
+			cmp.Compare(a.wilds, b.wilds), cmp.Compare(a.norm, b.norm))
+	})
+	for i := range ws {
+		ws[i].rank = int32(i)
+	}
+}
+
+// normString returns a pattern in normal form: name, then ":port" if any,
+// with an IPv6 name in brackets.
+func normString(h *parsedHost) string {
+	if h.port == 0 {
+		return h.name
+	}
+	name := h.name
+	if strings.IndexByte(name, ':') >= 0 {
+		name = "[" + name + "]"
+	}
+	return name + ":" + strconv.Itoa(int(h.port))
+}
+
+// Resolve returns the value of the pattern that applies to host, and whether
+// one does. host is what a request targets, req.URL.Host (not req.Host): a
+// DNS name or an IP address, optionally with ":port". It is normalised like
+// the patterns: lowercase, one trailing dot removed, IPv6 in canonical form
+// with or without brackets (a bare IPv6 address has no port), an IPv4-mapped
+// IPv6 address taken as its IPv4 address, and no port meaning port 443. A
+// host that is not valid matches nothing, not even '*'. Resolve does not
+// allocate for a host already in normal form.
+func (r *Resolver) Resolve(host string) (value string, ok bool) {
+	m, ok := r.Match(host)
+	return m.Value, ok
+}
+
+// Match is [Resolver.Resolve] that also tells which pattern matched, and at
+// which level, for tools and logs.
+func (r *Resolver) Match(host string) (Match, bool) {
+	h := parsedHost{lazyIPv6: true}
+	if r == nil || h.parse(host, false) != "" {
+		return Match{}, false
+	}
+	return r.find(&h, h.port)
+}
+
+// normalizeHost normalises a request host (req.URL.Host: DNS name or IP
+// literal, optional :port) per the contract: lowercase, one trailing dot
+// removed, no port => 443, IPv6 canonical form (returned WITHOUT brackets in
+// name). It returns an error naming the host for a host that is not valid.
+func normalizeHost(host string) (name string, port uint16, err error) {
+	var h parsedHost
+	if reason := h.parse(host, false); reason != "" {
+		return "", 0, fmt.Errorf("mtls: invalid host %q: %s", host, reason)
+	}
+	if h.port == 0 {
+		h.port = 443
+	}
+	return h.name, h.port, nil
+}
+
+// lookup finds the pattern for a host name and port as returned by
+// normalizeHost; port 0 is port 443. It does not allocate.
+func (r *Resolver) lookup(name string, port uint16) (Match, bool) {
+	h := parsedHost{lazyIPv6: true}
+	if r == nil || h.parse(name, false) != "" || h.port != 0 {
+		return Match{}, false
+	}
+	return r.find(&h, port)
+}
+
+// find finds the pattern for a parsed host. Precedence, highest first: API
+// level exact name, API level wildcard, API level '*', then the same at the
+// gateway level; an exact name's entry for the port before its port-less one.
+func (r *Resolver) find(h *parsedHost, port uint16) (Match, bool) {
+	if port == 0 {
+		port = 443
+	}
+	var rec *record
+	if len(r.recs) > 0 {
+		rec = r.get(mix(r.seed^h.hash), nil, h.name, nil)
+	}
+	if rec == nil && h.lazyIPv6 {
+		// An IPv6 literal that is not an exact pattern as written: check it
+		// and try again in canonical form. (IP addresses match exact
+		// patterns and '*' only.)
+		changed, reason := h.canonicalIPv6()
+		if reason != "" {
+			return Match{}, false
+		}
+		if changed && len(r.recs) > 0 {
+			rec = r.get(mix(r.seed^h.hash), nil, h.name, nil)
+		}
+	}
+	var gwExact, api, gw *entry
+	if rec != nil {
+		if e := rec.find(LevelAPI, port); e != nil {
+			return e.Match, true
+		}
+		gwExact = rec.find(LevelGateway, port)
+	}
+	if len(r.recs) > 0 {
+		api, gw = r.searchWild(h, port, r.def[0] == nil && gwExact == nil)
+	}
+	for _, e := range [...]*entry{api, r.def[0], gwExact, gw, r.def[1]} {
+		if e != nil {
+			return e.Match, true
+		}
+	}
+	return Match{}, false
+}
+
+// searchWild returns the best wildcard entry of the API level and, when gw
+// is true and the API level has none, of the gateway level.
+func (r *Resolver) searchWild(h *parsedHost, port uint16, gw bool) (api, gate *entry) {
+	byLen := r.masks[0]
+	if gw {
+		byLen = r.masks[1]
+	}
+	if h.n >= len(byLen) {
+		return nil, nil
+	}
+	for _, m := range byLen[h.n] {
+		if api != nil && m.right < int(api.right) {
+			break // no later mask can beat it: masks come longest literal suffix first
+		}
+		rec := r.get(m.hash(r.seed, h), m, h.name, h)
+		if rec == nil {
+			continue
+		}
+		if e := rec.find(LevelAPI, port); e != nil && (api == nil || e.rank < api.rank) {
+			api = e
+		}
+		if gw && api == nil {
+			if e := rec.find(LevelGateway, port); e != nil && (gate == nil || e.rank < gate.rank) {
+				gate = e
+			}
+		}
+	}
+	return api, gate
+}
