@@ -10,10 +10,10 @@
 //     first).
 //   - Matching: '*' alone is its map's default (Resolver.def); '*' as a label
 //     matches one label (mask in wildcard.go); no port matches any port, a
-//     port only that port (record.find).
+//     port only that port (Resolver.entry).
 //   - Precedence, API specific, API '*', gateway specific, gateway '*', and
 //     exact host before wildcards: Resolver.find.
-//   - Tie-breaks: exact with a port before without (record.find); between
+//   - Tie-breaks: exact with a port before without (Resolver.entry); between
 //     wildcards, longer literal run from the right, then with a port, then
 //     fewer wildcards, then the normalised pattern that sorts first
 //     (rankWildcards, and the mask order of searchWild). Patterns are
@@ -107,17 +107,34 @@ type Resolver struct {
 	seed  uint64
 	slots []uint64 // open addressing over recs: hash>>32<<32 | record index+1; 0 is empty
 	recs  []record
+	keys  []byte       // keys too long for record.short
+	ents  []entry      // entries of names that have more than one
 	masks [2][][]*mask // wildcard masks by label count, in precedence order: API level's, all
 	def   [2]*entry    // the '*' of the API and of the gateway level
 }
 
-// record holds the patterns of one exact or wildcard name, at both levels.
+// record holds the patterns of one exact or wildcard name, at both levels,
+// in two cache lines: what a probe compares, then the entry that most names
+// have alone. Both are found from the record's index, so a processor loads
+// them together.
 type record struct {
-	hash uint64
-	mask *mask   // nil for an exact name
-	key  string  // the name, or the literal runs of a wildcard name (mask.key)
-	ents []entry // by level, then port; port 0 (any port) first
-	one  entry   // ents[0] when it is the only one (most names), saving a pointer to follow
+	hash  uint64
+	mask  *mask    // nil for an exact name
+	klen  uint16   // length of the key: the name, or mask.key of a wildcard name
+	short [46]byte // the key, when it fits
+
+	one  entry  // the entry, when the name has one
+	long uint32 // the key is keys[long:long+klen] when it does not fit short
+	more uint32 // the entries are ents[more:more+n] when n > 1
+	n    uint32 // entries, by level then port, port 0 (any port) first
+}
+
+// key returns the key of rec.
+func (r *Resolver) key(rec *record) []byte {
+	if int(rec.klen) <= len(rec.short) {
+		return rec.short[:rec.klen]
+	}
+	return r.keys[rec.long : rec.long+uint32(rec.klen)]
 }
 
 // entry is one pattern.
@@ -128,27 +145,27 @@ type entry struct {
 	rank  int32  // wildcards: precedence within the level, lower first
 }
 
-// find returns the entry of a level for port: the one with that port, else
-// the one without a port.
-func (rec *record) find(level Level, port uint16) *entry {
-	if len(rec.ents) == 1 {
+// entry returns the entry of rec for a level and a port: the one with that
+// port, else the one without a port.
+func (r *Resolver) entry(rec *record, level Level, port uint16) *entry {
+	if rec.n == 1 {
 		if e := &rec.one; e.Level == level && (e.port == port || e.port == 0) {
 			return e
 		}
 		return nil
 	}
-	if len(rec.ents) > 8 { // many ports for one name: binary search
-		if i, ok := rec.search(level, port); ok {
-			return &rec.ents[i]
-		}
-		if i, ok := rec.search(level, 0); ok {
-			return &rec.ents[i]
+	ents := r.ents[rec.more : rec.more+rec.n]
+	if len(ents) > 8 { // many ports for one name: binary search
+		for _, p := range [2]uint16{port, 0} {
+			if i, ok := slices.BinarySearchFunc(ents, entry{Match: Match{Level: level}, port: p}, compareEntries); ok {
+				return &ents[i]
+			}
 		}
 		return nil
 	}
 	var anyPort *entry
-	for i := range rec.ents {
-		if e := &rec.ents[i]; e.Level == level {
+	for i := range ents {
+		if e := &ents[i]; e.Level == level {
 			if e.port == port {
 				return e
 			}
@@ -160,30 +177,28 @@ func (rec *record) find(level Level, port uint16) *entry {
 	return anyPort
 }
 
-// search finds (level, port) in the sorted entries.
-func (rec *record) search(level Level, port uint16) (int, bool) {
-	i, ok := slices.BinarySearchFunc(rec.ents, entry{Match: Match{Level: level}, port: port}, func(a, b entry) int {
-		return cmp.Or(cmp.Compare(a.Level, b.Level), cmp.Compare(a.port, b.port))
-	})
-	return i, ok
+// compareEntries orders the entries of a record: by level, then port.
+func compareEntries(a, b entry) int {
+	return cmp.Or(cmp.Compare(a.Level, b.Level), cmp.Compare(a.port, b.port))
 }
 
-// get returns the record of hash h, mask m (nil: exact) and name.
-func (r *Resolver) get(h uint64, m *mask, name string, ph *parsedHost) *record {
+// get returns the record of hash h, mask m (nil: exact) and host ph. first
+// is r.slots[h&(len(r.slots)-1)], loaded by the caller (see find).
+func (r *Resolver) get(h, first uint64, m *mask, ph *parsedHost) *record {
 	bits := uint64(len(r.slots) - 1)
-	for i := h & bits; ; i = (i + 1) & bits {
-		s := r.slots[i]
-		if s == 0 {
-			return nil
-		}
+	for i, s := h&bits, first; s != 0; i, s = (i+1)&bits, r.slots[(i+1)&bits] {
 		if s>>32 != h>>32 {
 			continue
 		}
 		rec := &r.recs[uint32(s)-1]
-		if rec.hash == h && rec.mask == m && (m == nil && rec.key == name || m != nil && m.keyMatches(rec.key, ph)) {
+		if rec.hash != h || rec.mask != m {
+			continue
+		}
+		if key := r.key(rec); m == nil && string(key) == ph.name || m != nil && m.keyMatches(key, ph) {
 			return rec
 		}
 	}
+	return nil
 }
 
 // NewResolver compiles an API-level and a gateway-level Map; either may be
@@ -212,6 +227,7 @@ func NewResolver(api, gateway Map) (*Resolver, error) {
 		key  string
 	}
 	index := map[recKey]int{}
+	var drafts []draft
 	for li, m := range [2]Map{api, gateway} {
 		level := Level(li + 1)
 		type key struct {
@@ -256,20 +272,20 @@ func NewResolver(api, gateway Map) (*Resolver, error) {
 			}
 			ri, ok := index[k]
 			if !ok {
-				ri = len(r.recs)
+				ri = len(drafts)
 				index[k] = ri
-				r.recs = append(r.recs, record{hash: h, mask: k.mask, key: k.key})
+				drafts = append(drafts, draft{hash: h, mask: k.mask, key: k.key})
 			}
 			if p.wild {
 				e.right = uint8(k.mask.right)
 				wild = append(wild, wildEntry{e, ri, k.mask.wilds, normString(p)})
 			} else {
-				r.recs[ri].ents = append(r.recs[ri].ents, e)
+				drafts[ri].ents = append(drafts[ri].ents, e)
 			}
 		}
 		rankWildcards(wild)
 		for _, w := range wild {
-			r.recs[w.rec].ents = append(r.recs[w.rec].ents, w.entry)
+			drafts[w.rec].ents = append(drafts[w.rec].ents, w.entry)
 		}
 	}
 	for _, byLen := range r.masks {
@@ -279,7 +295,7 @@ func NewResolver(api, gateway Map) (*Resolver, error) {
 			})
 		}
 	}
-	r.pack()
+	r.pack(drafts)
 	r.slots = make([]uint64, max(8, 1<<bits.Len(uint(2*len(r.recs)))))
 	for i := range r.recs {
 		rec := &r.recs[i]
@@ -301,26 +317,33 @@ func addMask(byLen [][]*mask, n int, m *mask) [][]*mask {
 	return byLen
 }
 
-// pack sorts the entries of each record and moves the keys and entries of
-// all records into one string and one slice, in record order, so that a
-// lookup touches few cache lines.
-func (r *Resolver) pack() {
-	var keys strings.Builder
-	total := 0
-	for i := range r.recs {
-		keys.WriteString(r.recs[i].key)
-		total += len(r.recs[i].ents)
-	}
-	all, ents := keys.String(), make([]entry, 0, total)
-	for i := range r.recs {
+// draft is a record being built.
+type draft struct {
+	hash uint64
+	mask *mask
+	key  string
+	ents []entry
+}
+
+// pack makes the records of the drafts.
+func (r *Resolver) pack(drafts []draft) {
+	r.recs = make([]record, len(drafts))
+	for i, d := range drafts {
+		slices.SortFunc(d.ents, compareEntries)
 		rec := &r.recs[i]
-		slices.SortFunc(rec.ents, func(a, b entry) int {
-			return cmp.Or(cmp.Compare(a.Level, b.Level), cmp.Compare(a.port, b.port))
-		})
-		rec.key, all = all[:len(rec.key)], all[len(rec.key):]
-		ents = append(ents, rec.ents...)
-		rec.ents = ents[len(ents)-len(rec.ents) : len(ents) : len(ents)]
-		rec.one = rec.ents[0]
+		rec.hash, rec.mask, rec.klen, rec.n = d.hash, d.mask, uint16(len(d.key)), uint32(len(d.ents))
+		if len(d.key) <= len(rec.short) {
+			copy(rec.short[:], d.key)
+		} else {
+			rec.long = uint32(len(r.keys))
+			r.keys = append(r.keys, d.key...)
+		}
+		if len(d.ents) == 1 {
+			rec.one = d.ents[0]
+		} else {
+			rec.more = uint32(len(r.ents))
+			r.ents = append(r.ents, d.ents...)
+		}
 	}
 }
 
@@ -412,17 +435,41 @@ func (r *Resolver) lookup(name string, port uint16) (Match, bool) {
 	return r.find(&h, port)
 }
 
+// probes is how many table probes find prepares at once.
+const probes = 8
+
 // find finds the pattern for a parsed host. Precedence, highest first: API
 // level exact name, API level wildcard, API level '*', then the same at the
 // gateway level; an exact name's entry for the port before its port-less one.
+//
+// It first computes the keys of the exact name and of every mask to try,
+// and loads their first slots together: the loads are independent, so the
+// processor overlaps their cache misses instead of waiting for each in turn.
 func (r *Resolver) find(h *parsedHost, port uint16) (Match, bool) {
 	if port == 0 {
 		port = 443
 	}
-	var rec *record
-	if len(r.recs) > 0 {
-		rec = r.get(mix(r.seed^h.hash), nil, h.name, nil)
+	gw := r.def[0] == nil // the gateway level can answer
+	byLen := r.masks[0]
+	if gw {
+		byLen = r.masks[1]
 	}
+	var masks []*mask
+	if h.n < len(byLen) {
+		masks = byLen[h.n]
+	}
+	var keys, first [probes]uint64
+	n := 1 + min(len(masks), probes-1)
+	keys[0] = mix(r.seed ^ h.hash)
+	for i := 1; i < n; i++ {
+		keys[i] = masks[i-1].hash(r.seed, h)
+	}
+	bits := uint64(len(r.slots) - 1)
+	for i := range n {
+		first[i] = r.slots[keys[i]&bits]
+	}
+
+	rec := r.get(keys[0], first[0], nil, h)
 	if rec == nil && h.lazyIPv6 {
 		// An IPv6 literal that is not an exact pattern as written: check it
 		// and try again in canonical form. (IP addresses match exact
@@ -431,21 +478,20 @@ func (r *Resolver) find(h *parsedHost, port uint16) (Match, bool) {
 		if reason != "" {
 			return Match{}, false
 		}
-		if changed && len(r.recs) > 0 {
-			rec = r.get(mix(r.seed^h.hash), nil, h.name, nil)
+		if changed {
+			key := mix(r.seed ^ h.hash)
+			rec = r.get(key, r.slots[key&bits], nil, h)
 		}
 	}
-	var gwExact, api, gw *entry
+	var gwExact *entry
 	if rec != nil {
-		if e := rec.find(LevelAPI, port); e != nil {
+		if e := r.entry(rec, LevelAPI, port); e != nil {
 			return e.Match, true
 		}
-		gwExact = rec.find(LevelGateway, port)
+		gwExact = r.entry(rec, LevelGateway, port)
 	}
-	if len(r.recs) > 0 {
-		api, gw = r.searchWild(h, port, r.def[0] == nil && gwExact == nil)
-	}
-	for _, e := range [...]*entry{api, r.def[0], gwExact, gw, r.def[1]} {
+	api, gwWild := r.searchWild(h, port, gw && gwExact == nil, masks, keys[1:n], first[1:n])
+	for _, e := range [...]*entry{api, r.def[0], gwExact, gwWild, r.def[1]} {
 		if e != nil {
 			return e.Match, true
 		}
@@ -454,28 +500,28 @@ func (r *Resolver) find(h *parsedHost, port uint16) (Match, bool) {
 }
 
 // searchWild returns the best wildcard entry of the API level and, when gw
-// is true and the API level has none, of the gateway level.
-func (r *Resolver) searchWild(h *parsedHost, port uint16, gw bool) (api, gate *entry) {
-	byLen := r.masks[0]
-	if gw {
-		byLen = r.masks[1]
-	}
-	if h.n >= len(byLen) {
-		return nil, nil
-	}
-	for _, m := range byLen[h.n] {
+// is true and the API level has none, of the gateway level, trying masks in
+// order; keys and first are those of the first masks, computed by find.
+func (r *Resolver) searchWild(h *parsedHost, port uint16, gw bool, masks []*mask, keys, first []uint64) (api, gate *entry) {
+	for i, m := range masks {
 		if api != nil && m.right < int(api.right) {
 			break // no later mask can beat it: masks come longest literal suffix first
 		}
-		rec := r.get(m.hash(r.seed, h), m, h.name, h)
+		var rec *record
+		if i < len(keys) {
+			rec = r.get(keys[i], first[i], m, h)
+		} else {
+			key := m.hash(r.seed, h)
+			rec = r.get(key, r.slots[key&uint64(len(r.slots)-1)], m, h)
+		}
 		if rec == nil {
 			continue
 		}
-		if e := rec.find(LevelAPI, port); e != nil && (api == nil || e.rank < api.rank) {
+		if e := r.entry(rec, LevelAPI, port); e != nil && (api == nil || e.rank < api.rank) {
 			api = e
 		}
 		if gw && api == nil {
-			if e := rec.find(LevelGateway, port); e != nil && (gate == nil || e.rank < gate.rank) {
+			if e := r.entry(rec, LevelGateway, port); e != nil && (gate == nil || e.rank < gate.rank) {
 				gate = e
 			}
 		}

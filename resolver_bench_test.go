@@ -71,7 +71,7 @@ func benchWorkload(n int) (api, gateway Map, hosts []string) {
 		}, func(p string, k int) string { return fill(p, k) }},
 		{10, func(i int) string { return fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255) },
 			func(p string, k int) string { return p + ":" + port() }},
-		{10, func(i int) string { return fmt.Sprintf("[fd00::%x]:8443", i) },
+		{10, func(i int) string { return fmt.Sprintf("[fd00::%x]:8443", i+1) },
 			func(p string, k int) string { return p }},
 	}
 	var patterns [][]string

@@ -204,7 +204,9 @@ func requireNamesValue(t testing.TB, err error, value string, inline bool) {
 		require.Contains(t, msg, value, "the error names the value")
 		return
 	}
-	require.Contains(t, msg, Fingerprint([]byte(value)), "inline PEM is named by its SHA-256")
+	if !strings.Contains(msg, Fingerprint([]byte(value))) && !strings.Contains(msg, Fingerprint([]byte(strings.TrimSpace(value)))) {
+		t.Fatalf("inline PEM is not named by its SHA-256 %s: %s", Fingerprint([]byte(value)), msg)
+	}
 	require.NotContains(t, msg, "-----BEGIN", "inline PEM text reached an error")
 	for _, line := range strings.Split(value, "\n") {
 		if len(line) > 20 && !strings.HasPrefix(line, "-----") {
@@ -800,4 +802,46 @@ func TestCloseFailsEveryRequest(t *testing.T) {
 	require.Error(t, err)
 	_, err = get(gw.RoundTripper(), plain.URL)
 	require.Error(t, err, "an http:// request went through a closed selector")
+}
+
+// §3: "Inline PEM is named in errors by its SHA-256, never by its text:
+// keys must not reach logs", whatever is wrong with it and wherever it is
+// used.
+func TestInlinePEMNeverInErrors(t *testing.T) {
+	cliCA := newCA(t, "clients")
+	a, b := clientLeaf(t, cliCA, "a"), clientLeaf(t, cliCA, "b")
+	mismatched := string(append(append([]byte{}, a.CertPEM...), b.KeyPEM...))
+	keyOnly := string(a.KeyPEM)
+	twoKeys := string(append(append(append([]byte{}, a.CertPEM...), a.KeyPEM...), b.KeyPEM...))
+	garbled := strings.Replace(string(a.PEM()), "PRIVATE KEY-----\n", "PRIVATE KEY-----\n!!", 1)
+	for name, v := range map[string]string{
+		"key of another certificate": mismatched,
+		"key alone":                  keyOnly,
+		"two keys":                   twoKeys,
+		"garbled key":                garbled,
+	} {
+		t.Run(name, func(t *testing.T) {
+			list := pinFor(a.Cert) + ", " + v
+			for _, c := range []struct {
+				p     Policy
+				value string // the Map value, which the error names
+			}{
+				{Policy{Certificates: Map{"api.example.com": v}}, v},
+				{Policy{PinnedPublicKeys: Map{"api.example.com": v}}, v},
+				{Policy{PinnedPublicKeys: Map{"api.example.com": list}}, list},
+			} {
+				sel, err := New(nil, c.p)
+				if err == nil {
+					// Not rejected when set: then the request must fail and
+					// say the same.
+					t.Cleanup(func() { sel.Close() })
+					_, err = get(sel.RoundTripper(), "https://api.example.com")
+				}
+				require.Error(t, err)
+				requireNamesValue(t, err, c.value, true)
+				requireNamesValue(t, err, v, true) // no line of the PEM either
+				require.NotContains(t, err.Error(), strings.TrimSpace(strings.Split(string(b.KeyPEM), "\n")[1]))
+			}
+		})
+	}
 }

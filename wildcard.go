@@ -420,13 +420,13 @@ func (m *mask) key(h *parsedHost) string {
 }
 
 // keyMatches reports whether key is m.key(h), without building it.
-func (m *mask) keyMatches(key string, h *parsedHost) bool {
+func (m *mask) keyMatches(key []byte, h *parsedHost) bool {
 	for _, r := range m.runs {
 		s := h.labels(int(r.a), int(r.b))
-		if len(key) <= len(s) || key[:len(s)] != s || key[len(s)] != '/' {
+		if len(key) <= len(s) || string(key[:len(s)]) != s || key[len(s)] != '/' {
 			return false
 		}
 		key = key[len(s)+1:]
 	}
-	return key == ""
+	return len(key) == 0
 }
