@@ -2,6 +2,7 @@ package mtls
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -94,6 +95,7 @@ func statFile(path string) (fileStamp, error) {
 // certState is a client certificate as last loaded, or why it could not be.
 type certState struct {
 	id        string
+	chain     [32]byte // SHA-256 of the chain presented: a longer chain under the same ID is a new identity
 	cert      *tls.Certificate
 	notBefore time.Time
 	notAfter  time.Time
@@ -163,7 +165,9 @@ func (s *certSlot) load(ctx context.Context, c *core, now time.Time) (*certState
 	}
 	if cs == nil {
 		s.mu.Lock()
-		cs = s.read(ctx, c.store)
+		// The result is shared by every request: one request's cancellation
+		// must not become the certificate's state.
+		cs = s.read(context.WithoutCancel(ctx), c.store)
 		s.cur.Store(cs)
 		s.mu.Unlock()
 	}
@@ -190,7 +194,7 @@ func (s *certSlot) read(ctx context.Context, store CertStore) *certState {
 		if c.TLS == nil || !c.HasPrivateKey {
 			return &certState{id: c.ID, err: fmt.Errorf("%w: store entry %s", ErrNoPrivateKey, c.ID)}
 		}
-		return &certState{id: c.ID, cert: c.TLS, notBefore: c.NotBefore, notAfter: c.NotAfter}
+		return newCertState(c.ID, c.TLS, c.NotBefore, c.NotAfter)
 	case kindFile:
 		stamp, err := statFile(s.ref)
 		if err != nil {
@@ -221,8 +225,17 @@ func fromPEM(data []byte) *certState {
 	if p.key == nil {
 		return &certState{id: p.id, err: fmt.Errorf("%w: the PEM holds no private key", ErrNoPrivateKey)}
 	}
-	c := p.certificate()
-	return &certState{id: p.id, cert: c.TLS, notBefore: p.leaf.NotBefore, notAfter: p.leaf.NotAfter}
+	return newCertState(p.id, p.certificate().TLS, p.leaf.NotBefore, p.leaf.NotAfter)
+}
+
+func newCertState(id string, cert *tls.Certificate, notBefore, notAfter time.Time) *certState {
+	h := sha256.New()
+	for _, der := range cert.Certificate {
+		h.Write(der)
+	}
+	cs := &certState{id: id, cert: cert, notBefore: notBefore, notAfter: notAfter}
+	h.Sum(cs.chain[:0])
+	return cs
 }
 
 // maxFileSize bounds what is read from a file named in a Map.

@@ -157,7 +157,7 @@ func (s *pinSlot) load(ctx context.Context, c *core) *pinState {
 	}
 	if ps == nil {
 		s.mu.Lock()
-		ps = s.read(ctx, c.store)
+		ps = s.read(context.WithoutCancel(ctx), c.store) // shared: see certSlot.load
 		s.cur.Store(ps)
 		s.mu.Unlock()
 	}

@@ -341,6 +341,45 @@ func TestResolvePrecedence(t *testing.T) {
 	})
 }
 
+func TestResolveLongNamesAndManyPorts(t *testing.T) {
+	long := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + ".example.com" // longer than a record holds inline
+	gw := Map{long: "long", "*." + long[64:]: "long-wild", "x.*." + long[64:]: "long-middle"}
+	api := Map{}
+	for port := 8000; port < 8040; port++ { // many ports on one name, at both levels
+		gw["svc.example.com:"+strconv.Itoa(port)] = "gw" + strconv.Itoa(port)
+		if port%2 == 0 {
+			api["svc.example.com:"+strconv.Itoa(port)] = "api" + strconv.Itoa(port)
+		}
+	}
+	gw["svc.example.com"] = "gw-any"
+	r, err := NewResolver(api, gw)
+	require.NoError(t, err)
+	for host, want := range map[string]string{
+		long:                       "long",
+		strings.ToUpper(long) + ".": "long",
+		"c" + long[1:]:             "long-wild",
+		"x.y." + long[64:] + ":1":  "long-middle",
+		"svc.example.com:8000":     "api8000",
+		"svc.example.com:8001":     "gw8001",
+		"svc.example.com:8038":     "api8038",
+		"svc.example.com:8039":     "gw8039",
+		"svc.example.com:8040":     "gw-any",
+		"svc.example.com":          "gw-any",
+	} {
+		v, ok := r.Resolve(host)
+		assert.True(t, ok, host)
+		assert.Equal(t, want, v, host)
+	}
+	// Both levels on one name, a few ports.
+	r, err = NewResolver(Map{"a.example.com:1": "api1", "*.example.com:2": "apiw2"},
+		Map{"a.example.com": "gw", "a.example.com:2": "gw2", "a.example.com:3": "gw3", "*.example.com:2": "gww2"})
+	require.NoError(t, err)
+	for host, want := range map[string]string{"a.example.com:1": "api1", "a.example.com:2": "apiw2", "a.example.com:3": "gw3", "a.example.com:4": "gw"} {
+		v, _ := r.Resolve(host)
+		assert.Equal(t, want, v, host)
+	}
+}
+
 func TestResolveDeterministic(t *testing.T) {
 	patterns := []string{
 		"api.example.com", "api.example.com:8443", "*.example.com", "*.example.com:8443", "api.*.com",

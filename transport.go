@@ -34,8 +34,9 @@ func (h hostKey) String() string { return net.JoinHostPort(h.name, strconv.Itoa(
 // identity, and a session is resumed only by the identity that made it.
 type identity struct {
 	host     hostKey
-	certID   string // "" when no client certificate is presented
-	pins     string // "" when the host is not pinned
+	certID   string   // "" when no client certificate is presented
+	chain    [32]byte // SHA-256 of the chain presented with it
+	pins     string   // "" when the host is not pinned
 	roots    *x509.CertPool
 	insecure bool
 }
@@ -59,7 +60,7 @@ func (s *Selector) resolve(ctx context.Context, host hostKey) (resolved, error) 
 		if err != nil {
 			return r, fmt.Errorf("mtls: host %s: client certificate %s: %w", host, describe(m.Value), err)
 		}
-		r.certID, r.cert = cs.id, cs.cert
+		r.certID, r.chain, r.cert = cs.id, cs.chain, cs.cert
 	}
 	if m, ok := st.pins.lookup(host.name, host.port); ok {
 		r.pins = st.pinSlots[m.Value].load(ctx, s.c)
@@ -99,6 +100,10 @@ func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL == nil {
 		closeBody(req)
 		return nil, errors.New("mtls: request has no URL")
+	}
+	if rt.s.pool.closed.Load() {
+		closeBody(req)
+		return nil, errClosed
 	}
 	if req.URL.Scheme != "https" {
 		return rt.s.c.plain.RoundTrip(req)
