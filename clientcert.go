@@ -241,8 +241,11 @@ func newCertState(id string, cert *tls.Certificate, notBefore, notAfter time.Tim
 // maxFileSize bounds what is read from a file named in a Map.
 const maxFileSize = 1 << 20
 
-// readLimited reads a PEM file of at most maxFileSize bytes.
+// readLimited reads a regular PEM file of at most maxFileSize bytes.
 func readLimited(path string) ([]byte, error) {
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("mtls: %q is not a regular file", path) // a FIFO or device could block or never end
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {

@@ -355,16 +355,16 @@ func TestResolveLongNamesAndManyPorts(t *testing.T) {
 	r, err := NewResolver(api, gw)
 	require.NoError(t, err)
 	for host, want := range map[string]string{
-		long:                       "long",
+		long:                        "long",
 		strings.ToUpper(long) + ".": "long",
-		"c" + long[1:]:             "long-wild",
-		"x.y." + long[64:] + ":1":  "long-middle",
-		"svc.example.com:8000":     "api8000",
-		"svc.example.com:8001":     "gw8001",
-		"svc.example.com:8038":     "api8038",
-		"svc.example.com:8039":     "gw8039",
-		"svc.example.com:8040":     "gw-any",
-		"svc.example.com":          "gw-any",
+		"c" + long[1:]:              "long-wild",
+		"x.y." + long[64:] + ":1":   "long-middle",
+		"svc.example.com:8000":      "api8000",
+		"svc.example.com:8001":      "gw8001",
+		"svc.example.com:8038":      "api8038",
+		"svc.example.com:8039":      "gw8039",
+		"svc.example.com:8040":      "gw-any",
+		"svc.example.com":           "gw-any",
 	} {
 		v, ok := r.Resolve(host)
 		assert.True(t, ok, host)

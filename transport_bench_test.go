@@ -1,3 +1,5 @@
+//go:build unix
+
 package mtls
 
 // Benchmarks of what a request and a connection cost (targets in
@@ -21,6 +23,11 @@ package mtls
 //     RoundTripper; it fails if the transport cache or the open connections
 //     ever exceed the bound, and reports the heap left per host (B/host).
 //
+// The benchmarks of ratio targets also report cpu-ns/op, the CPU time of the
+// whole process (client, server, GC) per op, which the load of other
+// processes moves far less than ns/op; hence the unix build constraint
+// (getrusage).
+//
 // Nothing here runs under plain `go test`: the PKI, stores and servers are
 // made on first use inside the benchmarks. Identifiers start with tbench so
 // that they do not collide with the helpers of other test files.
@@ -39,6 +46,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -122,6 +130,24 @@ func tbenchSelector(b *testing.B, store CertStore, p Policy, opts ...Option) *Se
 	}
 	b.Cleanup(func() { s.Close() })
 	return s
+}
+
+// tbenchCPU starts measuring the CPU time, user and system, of all threads
+// of the process; the function it returns reports it per op as cpu-ns/op.
+// Call it right before the b.Loop loop and the result right after.
+func tbenchCPU(b *testing.B) (report func()) {
+	start := tbenchRusage()
+	return func() {
+		b.ReportMetric(float64(tbenchRusage()-start)/float64(b.N), "cpu-ns/op")
+	}
+}
+
+func tbenchRusage() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 // --- 2. Dispatch -------------------------------------------------------------
@@ -259,11 +285,13 @@ func BenchmarkDispatchRoundTrip(b *testing.B) {
 			}
 			conns := u.accepted.Load()
 			b.ReportAllocs()
+			cpu := tbenchCPU(b)
 			for b.Loop() {
 				if err := tbenchGet(bc.rt, req); err != nil {
 					b.Fatal(err)
 				}
 			}
+			cpu()
 			if n := u.accepted.Load() - conns; n != 0 {
 				b.Fatalf("the pool was not warm: %d new connections during the run", n)
 			}
@@ -441,6 +469,7 @@ func BenchmarkHandshake(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
+			cpu := tbenchCPU(b)
 			for b.Loop() {
 				res, err := tbenchHandshake(tbenchPipe, bc.cfg, scfg)
 				if err != nil {
@@ -450,6 +479,7 @@ func BenchmarkHandshake(b *testing.B) {
 					b.Fatalf("not a full mTLS handshake: resumed %v, client certificates %d", res.client.DidResume, len(res.server.PeerCertificates))
 				}
 			}
+			cpu()
 		})
 	}
 }
@@ -521,6 +551,7 @@ func BenchmarkResumption(b *testing.B) {
 						b.Fatalf("key exchange %v, want %v", res.client.CurveID, kex.want)
 					}
 					b.ReportAllocs()
+					cpu := tbenchCPU(b)
 					for b.Loop() {
 						res, err := tbenchHandshake(tbenchPipe, bc.cfg, scfg)
 						if err != nil {
@@ -530,6 +561,7 @@ func BenchmarkResumption(b *testing.B) {
 							b.Fatalf("DidResume = %v, want %v", res.client.DidResume, bc.resume)
 						}
 					}
+					cpu()
 				})
 			}
 		})
