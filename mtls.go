@@ -269,7 +269,7 @@ func New(store CertStore, gateway Policy, opts ...Option) (*Selector, error) {
 		live:  make(map[*Selector]struct{}),
 	}
 	s := c.newSelector(nil)
-	if err := s.set(gateway, true); err != nil {
+	if err := s.set(gateway); err != nil {
 		return nil, err
 	}
 	c.gateway = s
@@ -311,9 +311,9 @@ func (s *Selector) ForAPI(api Policy) (*Selector, error) {
 		return nil, errors.New("mtls: ForAPI is called on the gateway-level selector")
 	}
 	a := s.c.newSelector(gw)
-	if err := a.set(api, true); err != nil {
-		return nil, err
-	}
+	// a is a child before its policy is set: an Update of the gateway that
+	// runs meanwhile either comes before a's set, which then reads the new
+	// gateway policy, or sets a again itself.
 	gw.mu.Lock()
 	closed := gw.closed
 	if !closed {
@@ -321,8 +321,11 @@ func (s *Selector) ForAPI(api Policy) (*Selector, error) {
 	}
 	gw.mu.Unlock()
 	if closed {
-		a.Close()
 		return nil, errClosed
+	}
+	if err := a.set(api); err != nil {
+		a.Close()
+		return nil, err
 	}
 	return a, nil
 }
@@ -336,19 +339,14 @@ var errClosed = errors.New("mtls: selector is closed")
 // the old policy stays. To rotate a store certificate: Add the new one,
 // Update, then Delete the old one.
 func (s *Selector) Update(p Policy) error {
-	if err := s.set(p, true); err != nil {
+	if err := s.set(p); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	children := slices.Collect(maps.Keys(s.children))
 	s.mu.Unlock()
 	for _, a := range children {
-		a.mu.Lock()
-		own := a.own
-		a.mu.Unlock()
-		// Both maps were checked when they were set, so only a selector
-		// closed meanwhile can fail here.
-		_ = a.set(own, false)
+		a.refresh()
 	}
 	s.sweep()
 	for _, a := range children {
@@ -357,32 +355,45 @@ func (s *Selector) Update(p Policy) error {
 	return nil
 }
 
-// set compiles p as this selector's own policy and installs it. With
-// resolvePins, the pins of p are resolved anew (they must resolve when a
-// policy is set); a gateway's update recompiles its API selectors without.
-func (s *Selector) set(p Policy, resolvePins bool) error {
+// set compiles p as this selector's own policy and installs it. The pins
+// of p are resolved anew: they must resolve when a policy is set.
+func (s *Selector) set(p Policy) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return errClosed
 	}
-	var gw Policy
+	return s.install(p, true)
+}
+
+// refresh recompiles an API selector with its own policy and the gateway's
+// current one, after the gateway's update. Both were checked when they were
+// set, so it cannot fail. An API selector whose first set has not run yet
+// is left alone: that set reads the gateway's policy itself.
+func (s *Selector) refresh() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed && s.state.Load() != nil {
+		_ = s.install(s.own, false)
+	}
+}
+
+// install compiles own, this selector's policy, with the gateway's and
+// makes it the state. s.mu is held.
+func (s *Selector) install(own Policy, resolvePins bool) error {
+	api, gw := own, own
 	if s.parent != nil {
 		s.parent.mu.Lock()
 		gw = s.parent.own
 		s.parent.mu.Unlock()
 	} else {
-		gw, p = p, Policy{}
-	}
-	own := p
-	if s.parent == nil {
-		own = gw
+		api = Policy{}
 	}
 	var fresh Map
 	if resolvePins {
 		fresh = own.PinnedPublicKeys
 	}
-	if err := s.c.compile(s, p, gw, fresh); err != nil {
+	if err := s.c.compile(s, api, gw, fresh); err != nil {
 		return err
 	}
 	s.own = own
