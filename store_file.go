@@ -370,26 +370,32 @@ func (s *FileStore) Delete(ctx context.Context, id string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
-	if err := s.remove(id); err != nil {
-		return err
+	removed, err := s.remove(id)
+	if removed {
+		s.subs.notify(id)
 	}
-	s.subs.notify(id)
-	return nil
+	return err
 }
 
-func (s *FileStore) remove(id string) error {
+// remove deletes the entry's file and forgets the entry, and reports
+// whether the file was removed (even if the directory could not be synced
+// after).
+func (s *FileStore) remove(id string) (removed bool, err error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	err := os.Remove(filepath.Join(s.dir, entryName(id)))
+	err = os.Remove(filepath.Join(s.dir, entryName(id)))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("mtls: delete %s: %w", id, err)
+		return false, fmt.Errorf("mtls: delete %s: %w", id, err)
 	}
+	var syncErr error
 	if err == nil {
 		storeHook("remove")
-		if err := syncStoreDir(s.dir); err != nil {
-			return fmt.Errorf("mtls: delete %s: %w", id, err)
+		// The file is gone even when the directory cannot be synced: the
+		// cache below must forget it all the same, or a deleted certificate
+		// would still be served.
+		if syncErr = syncStoreDir(s.dir); syncErr == nil {
+			storeHook("dirsync")
 		}
-		storeHook("dirsync")
 	}
 	s.mu.Lock()
 	delete(s.entries, id)
@@ -399,9 +405,12 @@ func (s *FileStore) remove(id string) error {
 		delete(pl.seen, id)
 	}
 	if err != nil {
-		return errIDNotFound(id)
+		return false, errIDNotFound(id)
 	}
-	return nil
+	if syncErr != nil {
+		return true, fmt.Errorf("mtls: delete %s: %w", id, syncErr)
+	}
+	return true, nil
 }
 
 // List implements [CertStore.List]. It lists the directory, and leaves out
