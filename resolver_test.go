@@ -486,6 +486,30 @@ func TestResolveAllocs(t *testing.T) {
 	assert.Zero(t, testing.AllocsPerRun(100, func() { r.lookup(name, port) }), "lookup allocates")
 }
 
+func TestResolveConcurrent(t *testing.T) {
+	api, gw, hosts := benchWorkload(1000)
+	r, err := NewResolver(api, gw)
+	require.NoError(t, err)
+	want := make([]Match, len(hosts))
+	for i, h := range hosts {
+		want[i], _ = r.Match(h)
+	}
+	done := make(chan bool)
+	for g := range 8 {
+		go func() {
+			ok := true
+			for i := g; i < len(hosts); i += 3 {
+				m, _ := r.Match(hosts[i])
+				ok = ok && m == want[i]
+			}
+			done <- ok
+		}()
+	}
+	for range 8 {
+		assert.True(t, <-done, "same answers from concurrent goroutines")
+	}
+}
+
 func TestResolveInvalidHostNeverPanics(t *testing.T) {
 	r, err := NewResolver(values("*.example.com", "api.example.com"), values("*"))
 	require.NoError(t, err)

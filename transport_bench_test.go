@@ -292,8 +292,15 @@ func BenchmarkDispatchRoundTrip(b *testing.B) {
 				}
 			}
 			cpu()
-			if n := u.accepted.Load() - conns; n != 0 {
-				b.Fatalf("the pool was not warm: %d new connections during the run", n)
+			// A request may start before the previous one's connection is
+			// back in the idle pool (http.Transport returns it from its
+			// read loop), and then dials: rare, but not never on a busy
+			// machine. More than one request in a thousand is not a warm
+			// pool.
+			n := u.accepted.Load() - conns
+			b.ReportMetric(float64(n), "dials")
+			if n > int64(b.N/1000) {
+				b.Fatalf("the pool was not warm: %d new connections during %d requests", n, b.N)
 			}
 		})
 	}

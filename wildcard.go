@@ -310,7 +310,7 @@ func (h *parsedHost) parseName(s string, pattern bool) string {
 		switch {
 		case h.wild:
 			return "wildcard in an IP address"
-		case !isIPv4(s):
+		case !isIPv4(s, n, &h.offs):
 			return "not a valid IPv4 address"
 		}
 		h.ip, n = true, 0
@@ -338,24 +338,29 @@ func checkStarsAndBytes(s string, pattern bool) string {
 	return ""
 }
 
-// isIPv4 reports whether s, of digits and dots, is an IPv4 address in
-// dotted-quad form without leading zeros.
-func isIPv4(s string) bool {
-	parts, v, n := 0, 0, 0
-	for i := 0; i <= len(s); i++ {
-		if i < len(s) && s[i] != '.' {
-			v, n = v*10+int(s[i]-'0'), n+1
-			if n > 3 {
+// isIPv4 reports whether a name of digits and dots, whose labels are at
+// offs, is an IPv4 address in dotted-quad form without leading zeros.
+func isIPv4(s string, n int, offs *[maxLabels + 1]uint8) bool {
+	if n != 4 {
+		return false
+	}
+	for i := range 4 {
+		label := s[offs[i] : offs[i+1]-1]
+		switch len(label) {
+		case 1:
+		case 2:
+			if label[0] == '0' {
 				return false
 			}
-			continue
-		}
-		if n == 0 || v > 255 || n > 1 && s[i-n] == '0' {
+		case 3:
+			if label[0] == '0' || label > "255" {
+				return false
+			}
+		default:
 			return false
 		}
-		parts, v, n = parts+1, 0, 0
 	}
-	return parts == 4
+	return true
 }
 
 // run is a range [a, b) of literal labels.

@@ -79,7 +79,10 @@ func TestIsIPv4AgreesWithNetip(t *testing.T) {
 	for _, s := range []string{"0.0.0.0", "1.2.3.4", "255.255.255.255", "256.1.1.1", "1.2.3", "1.2.3.4.5", "01.2.3.4",
 		"1.2.3.04", "1..3.4", ".1.2.3", "1.2.3.", "0000.1.1.1", "1234.1.1.1", "10.0.0.00", "9.9.9.9"} {
 		a, err := netip.ParseAddr(s)
-		assert.Equal(t, err == nil && a.Is4(), isIPv4(s), s)
+		var h parsedHost
+		reason := h.parse(s, false)
+		assert.Equal(t, err == nil && a.Is4(), reason == "", "%s: %s", s, reason)
+		assert.Equal(t, err == nil && a.Is4(), h.ip, s)
 	}
 }
 
