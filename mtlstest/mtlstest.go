@@ -55,15 +55,7 @@ func NewCA(name string) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		Subject:               pkix.Name{CommonName: name, Organization: []string{"mtlstest"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	cert, certPEM, err := sign(tmpl, nil, key.Public(), key)
+	cert, certPEM, err := sign(caTemplate(name), nil, key.Public(), key)
 	if err != nil {
 		return nil, err
 	}
@@ -72,13 +64,8 @@ func NewCA(name string) (*CA, error) {
 	return &CA{Cert: cert, Key: key, CertPEM: certPEM, Pool: pool, root: true}, nil
 }
 
-// Intermediate makes an intermediate CA signed by ca.
-func (ca *CA) Intermediate(name string) (*CA, error) {
-	key, err := generateKey(P256)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
+func caTemplate(name string) *x509.Certificate {
+	return &x509.Certificate{
 		Subject:               pkix.Name{CommonName: name, Organization: []string{"mtlstest"}},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
@@ -86,7 +73,15 @@ func (ca *CA) Intermediate(name string) (*CA, error) {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	cert, certPEM, err := sign(tmpl, ca, key.Public(), key)
+}
+
+// Intermediate makes an intermediate CA signed by ca.
+func (ca *CA) Intermediate(name string) (*CA, error) {
+	key, err := generateKey(P256)
+	if err != nil {
+		return nil, err
+	}
+	cert, certPEM, err := sign(caTemplate(name), ca, key.Public(), key)
 	if err != nil {
 		return nil, err
 	}
