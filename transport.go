@@ -186,11 +186,12 @@ func (s *Selector) TLSConfigFor(host string) (*tls.Config, error) {
 		return nil, err
 	}
 	snap := e.r
-	current := func() (*resolved, error) {
-		r, err := s.resolve(context.Background(), snap.host)
-		return &r, err
+	current := func() (resolved, error) { return s.resolve(context.Background(), snap.host) }
+	var cache tls.ClientSessionCache // nil: resumption is off
+	if e.cache != nil {
+		cache = guardedCache{e.cache, &snap, current}
 	}
-	cfg := s.tlsConfig(&snap, current, guardedCache{e.cache, &snap, current})
+	cfg := s.tlsConfig(&snap, current, cache)
 	cfg.ServerName = snap.host.name
 	return cfg, nil
 }
@@ -198,7 +199,7 @@ func (s *Selector) TLSConfigFor(host string) (*tls.Config, error) {
 // tlsConfig returns the client config of the identity snap. Its callbacks
 // act on current(): snap itself for a pooled transport, the selector's
 // state at the handshake for TLSConfigFor.
-func (s *Selector) tlsConfig(snap *resolved, current func() (*resolved, error), cache tls.ClientSessionCache) *tls.Config {
+func (s *Selector) tlsConfig(snap *resolved, current func() (resolved, error), cache tls.ClientSessionCache) *tls.Config {
 	cfg := &tls.Config{}
 	if base := s.c.opts.base.TLSClientConfig; base != nil {
 		cfg = base.Clone()
@@ -281,7 +282,7 @@ func (s *Selector) event(e Event) {
 type guardedCache struct {
 	inner   tls.ClientSessionCache
 	snap    *resolved
-	current func() (*resolved, error)
+	current func() (resolved, error)
 }
 
 func (c guardedCache) holds() bool {
@@ -290,14 +291,14 @@ func (c guardedCache) holds() bool {
 }
 
 func (c guardedCache) Get(key string) (*tls.ClientSessionState, bool) {
-	if c.inner == nil || !c.holds() {
+	if !c.holds() {
 		return nil, false
 	}
 	return c.inner.Get(key)
 }
 
 func (c guardedCache) Put(key string, cs *tls.ClientSessionState) {
-	if c.inner != nil && c.holds() {
+	if c.holds() {
 		c.inner.Put(key, cs)
 	}
 }
@@ -451,7 +452,7 @@ func (s *Selector) newEntry(r *resolved) *poolEntry {
 		e.cache = tls.NewLRUClientSessionCache(n)
 	}
 	e.t = s.c.opts.base.Clone()
-	fixed := func() (*resolved, error) { return &e.r, nil }
+	fixed := func() (resolved, error) { return e.r, nil }
 	e.t.TLSClientConfig = s.tlsConfig(&e.r, fixed, e.cache)
 	return e
 }
