@@ -612,7 +612,7 @@ func (a fileSig) same(b fileSig) bool {
 func (s *FileStore) writeFile(name string, data []byte) (os.FileInfo, error) {
 	tmp, fi, err := s.writeTemp(data)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mtls: write %s: %w", name, err)
 	}
 	if err := os.Rename(tmp, filepath.Join(s.dir, name)); err != nil {
 		os.Remove(tmp)
@@ -631,13 +631,13 @@ func (s *FileStore) writeFile(name string, data []byte) (os.FileInfo, error) {
 func (s *FileStore) writeTemp(data []byte) (string, os.FileInfo, error) {
 	f, err := os.CreateTemp(s.dir, tmpPrefix+"*")
 	if err != nil {
-		return "", nil, fmt.Errorf("mtls: write: %w", err)
+		return "", nil, err
 	}
 	name := f.Name()
 	fail := func(err error) (string, os.FileInfo, error) {
 		f.Close()
 		os.Remove(name)
-		return "", nil, fmt.Errorf("mtls: write: %w", err)
+		return "", nil, err
 	}
 	if _, err := f.Write(data); err != nil {
 		return fail(err)
@@ -652,7 +652,7 @@ func (s *FileStore) writeTemp(data []byte) (string, os.FileInfo, error) {
 	}
 	if err := f.Close(); err != nil {
 		os.Remove(name)
-		return "", nil, fmt.Errorf("mtls: write: %w", err)
+		return "", nil, err
 	}
 	storeHook("fsync")
 	return name, fi, nil
