@@ -416,13 +416,17 @@ func (r *Resolver) Match(host string) (Match, bool) {
 // name). It returns an error naming the host for a host that is not valid.
 func normalizeHost(host string) (name string, port uint16, err error) {
 	var h parsedHost
+	k, err := parseRequestHost(host, &h)
+	return k.name, k.port, err
+}
+
+// parseRequestHost parses a request host into h, for lookupParsed, and
+// returns it normalised: the lookups of one request parse its host once.
+func parseRequestHost(host string, h *parsedHost) (hostKey, error) {
 	if reason := h.parse(host, false); reason != "" {
-		return "", 0, fmt.Errorf("mtls: invalid host %q: %s", host, reason)
+		return hostKey{}, fmt.Errorf("mtls: invalid host %q: %s", host, reason)
 	}
-	if h.port == 0 {
-		h.port = 443
-	}
-	return h.name, h.port, nil
+	return hostKey{h.name, cmp.Or(h.port, 443)}, nil
 }
 
 // lookup finds the pattern for a host name and port as returned by
@@ -433,6 +437,14 @@ func (r *Resolver) lookup(name string, port uint16) (Match, bool) {
 		return Match{}, false
 	}
 	return r.find(&h, port)
+}
+
+// lookupParsed is lookup for a host that parseRequestHost parsed.
+func (r *Resolver) lookupParsed(h *parsedHost, port uint16) (Match, bool) {
+	if r == nil {
+		return Match{}, false
+	}
+	return r.find(h, port)
 }
 
 // probes is how many table probes find prepares at once.

@@ -53,16 +53,25 @@ type resolved struct {
 // after a change notification (or always, for a store without them) and
 // files only when their stamp changed.
 func (s *Selector) resolve(ctx context.Context, host hostKey) (resolved, error) {
+	var h parsedHost
+	if _, err := parseRequestHost(host.name, &h); err != nil {
+		return resolved{}, err // not a normalised host: cannot happen
+	}
+	return s.resolveParsed(ctx, host, &h)
+}
+
+// resolveParsed is resolve for a host that parseRequestHost parsed into h.
+func (s *Selector) resolveParsed(ctx context.Context, host hostKey, h *parsedHost) (resolved, error) {
 	st := s.state.Load()
 	r := resolved{identity: identity{host: host, roots: st.roots, insecure: st.insecure}}
-	if m, ok := st.certs.lookup(host.name, host.port); ok {
+	if m, ok := st.certs.lookupParsed(h, host.port); ok {
 		cs, err := st.certSlots[m.Value].load(ctx, s.c, time.Now())
 		if err != nil {
 			return r, fmt.Errorf("mtls: host %s: client certificate %s: %w", host, describe(m.Value), err)
 		}
 		r.certID, r.chain, r.cert = cs.id, cs.chain, cs.cert
 	}
-	if m, ok := st.pins.lookup(host.name, host.port); ok {
+	if m, ok := st.pins.lookupParsed(h, host.port); ok {
 		r.pins = st.pinSlots[m.Value].load(ctx, s.c)
 		r.identity.pins = r.pins.key
 	}
@@ -74,11 +83,12 @@ func (s *Selector) entryFor(ctx context.Context, host string) (*poolEntry, error
 	if s.pool.closed.Load() {
 		return nil, errClosed
 	}
-	name, port, err := normalizeHost(host)
+	var h parsedHost
+	key, err := parseRequestHost(host, &h)
 	if err != nil {
 		return nil, err
 	}
-	r, err := s.resolve(ctx, hostKey{name, port})
+	r, err := s.resolveParsed(ctx, key, &h)
 	if err != nil {
 		return nil, err
 	}
