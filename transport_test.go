@@ -845,3 +845,39 @@ func TestInlinePEMNeverInErrors(t *testing.T) {
 		})
 	}
 }
+
+// §6: "Close releases a selector's pools and subscriptions; the RoundTripper
+// has CloseIdleConnections."
+func TestCloseReleasesPoolsAndSubscriptions(t *testing.T) {
+	srvCA := newCA(t, "servers")
+	up := tlsUpstream(t, serverLeaf(t, srvCA, "up"), nil)
+	store := &subscriptionStore{MemoryStore: NewMemoryStore([]byte("secret"))}
+	sel, err := New(store, Policy{RootCAs: srvCA.Pool})
+	require.NoError(t, err)
+	require.EqualValues(t, 1, store.active.Load(), "New does not follow the store")
+
+	first := mustGet(t, sel.RoundTripper(), up.URL)
+	closer, ok := sel.RoundTripper().(interface{ CloseIdleConnections() })
+	require.True(t, ok, "the RoundTripper has no CloseIdleConnections")
+	closer.CloseIdleConnections()
+	up.requireClosed(t, first.conn, "idle connection after CloseIdleConnections")
+
+	second := mustGet(t, sel.RoundTripper(), up.URL)
+	require.NotEqual(t, first.conn, second.conn)
+	require.NoError(t, sel.Close())
+	up.requireClosed(t, second.conn, "idle connection after Close")
+	require.EqualValues(t, 0, store.active.Load(), "Close left the store subscription in place")
+}
+
+// subscriptionStore counts the Notify subscriptions in place.
+type subscriptionStore struct {
+	*MemoryStore
+	active atomic.Int64
+}
+
+func (s *subscriptionStore) Notify(fn func(id string)) func() {
+	s.active.Add(1)
+	stop := s.MemoryStore.Notify(fn)
+	var once sync.Once
+	return func() { once.Do(func() { s.active.Add(-1); stop() }) }
+}
