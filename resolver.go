@@ -22,16 +22,16 @@
 // # Design
 //
 // NewResolver compiles both maps into one open-addressing hash table of
-// records: one per exact name, and one per wildcard name, keyed by its mask
-// (the shape of its '*' labels, see wildcard.go) and the labels at its
-// literal positions. Each record holds the entries of both levels, by port.
-// A lookup parses the host in one pass, which also hashes it, then probes the
-// exact name and, once per mask of the host's label count, the host's labels
-// at the mask's literal positions, most literal labels on the right first.
-// It builds no string and does not allocate for a host in normal form, and
-// its cost depends on the variety of masks, not on the number of patterns.
-// Wildcard entries carry a precomputed rank, so comparing two candidates is
-// one comparison.
+// records, one per exact name and one per wildcard pattern, keyed by the
+// name in normal form. Each record holds the entries of both levels, by
+// port. A lookup parses and hashes the host in one pass over its bytes, then
+// probes its exact name and, once per mask (the shape of a wildcard
+// pattern's '*' labels, see wildcard.go) of the host's label count, the
+// pattern of that mask the host would match, whose hash is the host's with a
+// term changed per '*' label. It builds no string and does not allocate for
+// a host in normal form, and its cost depends on the variety of masks, not on
+// the number of patterns. Wildcard entries carry a precomputed rank, so
+// comparing two candidates is one comparison.
 package mtls
 
 import (
@@ -39,7 +39,6 @@ import (
 	"fmt"
 	"maps"
 	"math/bits"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -104,7 +103,6 @@ type Match struct {
 // fewer wildcards, then the normalised pattern that sorts first. The order of
 // the maps never matters.
 type Resolver struct {
-	seed  uint64
 	slots []uint64 // open addressing over recs: hash>>32<<32 | record index+1; 0 is empty
 	recs  []record
 	keys  []byte       // keys too long for record.short
@@ -120,7 +118,7 @@ type Resolver struct {
 type record struct {
 	hash  uint64
 	mask  *mask    // nil for an exact name
-	klen  uint16   // length of the key: the name, or mask.key of a wildcard name
+	klen  uint16   // length of the key: the name in normal form
 	short [46]byte // the key, when it fits
 
 	one  entry  // the entry, when the name has one
@@ -182,11 +180,11 @@ func compareEntries(a, b entry) int {
 	return cmp.Or(cmp.Compare(a.Level, b.Level), cmp.Compare(a.port, b.port))
 }
 
-// get returns the record of hash h, mask m (nil: exact) and host ph. first
-// is r.slots[h&(len(r.slots)-1)], loaded by the caller (see find).
-func (r *Resolver) get(h, first uint64, m *mask, ph *parsedHost) *record {
+// get returns the record of hash h, mask m (nil: exact) and host ph.
+func (r *Resolver) get(h uint64, m *mask, ph *parsedHost) *record {
 	bits := uint64(len(r.slots) - 1)
-	for i, s := h&bits, first; s != 0; i, s = (i+1)&bits, r.slots[(i+1)&bits] {
+	for i := h & bits; r.slots[i] != 0; i = (i + 1) & bits {
+		s := r.slots[i]
 		if s>>32 != h>>32 {
 			continue
 		}
@@ -194,7 +192,7 @@ func (r *Resolver) get(h, first uint64, m *mask, ph *parsedHost) *record {
 		if rec.hash != h || rec.mask != m {
 			continue
 		}
-		if key := r.key(rec); m == nil && string(key) == ph.name || m != nil && m.keyMatches(key, ph) {
+		if key := r.key(rec); m == nil && string(key) == ph.name || m != nil && m.matches(string(key), ph) {
 			return rec
 		}
 	}
@@ -220,13 +218,9 @@ func (r *Resolver) get(h, first uint64, m *mask, ph *parsedHost) *record {
 // values. Patterns are checked in sorted order, so the error is the same for
 // the same maps.
 func NewResolver(api, gateway Map) (*Resolver, error) {
-	r := &Resolver{seed: rand.Uint64()}
-	masks := map[string]*mask{}
-	type recKey struct {
-		mask *mask
-		key  string
-	}
-	index := map[recKey]int{}
+	r := &Resolver{}
+	masks := map[string]*mask{} // by shape
+	index := map[string]int{}   // drafts by name
 	var drafts []draft
 	for li, m := range [2]Map{api, gateway} {
 		level := Level(li + 1)
@@ -254,31 +248,29 @@ func NewResolver(api, gateway Map) (*Resolver, error) {
 				r.def[li] = &e
 				continue
 			}
-			k, h := recKey{key: p.name}, mix(r.seed^p.hash)
+			var pm *mask
 			if p.wild {
-				k.mask = newMask(p)
-				if known := masks[k.mask.shape]; known != nil {
-					k.mask = known
+				pm = newMask(p)
+				if known := masks[pm.shape]; known != nil {
+					pm = known
 				} else {
-					k.mask.id = uint64(len(masks)+1) * 0xbf58476d1ce4e5b9
-					masks[k.mask.shape] = k.mask
-					r.masks[1] = addMask(r.masks[1], p.n, k.mask)
+					masks[pm.shape] = pm
+					r.masks[1] = addMask(r.masks[1], p.n, pm)
 				}
-				if li == 0 && !k.mask.api {
-					k.mask.api = true
-					r.masks[0] = addMask(r.masks[0], p.n, k.mask)
+				if li == 0 && !pm.api {
+					pm.api = true
+					r.masks[0] = addMask(r.masks[0], p.n, pm)
 				}
-				k.key, h = k.mask.key(p), k.mask.hash(r.seed, p)
 			}
-			ri, ok := index[k]
+			ri, ok := index[p.name]
 			if !ok {
 				ri = len(drafts)
-				index[k] = ri
-				drafts = append(drafts, draft{hash: h, mask: k.mask, key: k.key})
+				index[p.name] = ri
+				drafts = append(drafts, draft{hash: mix(p.sum), mask: pm, key: p.name})
 			}
 			if p.wild {
-				e.right = uint8(k.mask.right)
-				wild = append(wild, wildEntry{e, ri, k.mask.wilds, normString(p)})
+				e.right = uint8(pm.right)
+				wild = append(wild, wildEntry{e, ri, len(pm.stars), normString(p)})
 			} else {
 				drafts[ri].ents = append(drafts[ri].ents, e)
 			}
@@ -291,7 +283,7 @@ func NewResolver(api, gateway Map) (*Resolver, error) {
 	for _, byLen := range r.masks {
 		for _, ms := range byLen {
 			slices.SortFunc(ms, func(a, b *mask) int {
-				return cmp.Or(cmp.Compare(b.right, a.right), cmp.Compare(a.wilds, b.wilds), cmp.Compare(a.shape, b.shape))
+				return cmp.Or(cmp.Compare(b.right, a.right), cmp.Compare(len(a.stars), len(b.stars)), cmp.Compare(a.shape, b.shape))
 			})
 		}
 	}
@@ -447,41 +439,14 @@ func (r *Resolver) lookupParsed(h *parsedHost, port uint16) (Match, bool) {
 	return r.find(h, port)
 }
 
-// probes is how many table probes find prepares at once.
-const probes = 8
-
 // find finds the pattern for a parsed host. Precedence, highest first: API
 // level exact name, API level wildcard, API level '*', then the same at the
 // gateway level; an exact name's entry for the port before its port-less one.
-//
-// It first computes the keys of the exact name and of every mask to try,
-// and loads their first slots together: the loads are independent, so the
-// processor overlaps their cache misses instead of waiting for each in turn.
 func (r *Resolver) find(h *parsedHost, port uint16) (Match, bool) {
 	if port == 0 {
 		port = 443
 	}
-	gw := r.def[0] == nil // the gateway level can answer
-	byLen := r.masks[0]
-	if gw {
-		byLen = r.masks[1]
-	}
-	var masks []*mask
-	if h.n < len(byLen) {
-		masks = byLen[h.n]
-	}
-	var keys, first [probes]uint64
-	n := 1 + min(len(masks), probes-1)
-	keys[0] = mix(r.seed ^ h.hash)
-	for i := 1; i < n; i++ {
-		keys[i] = masks[i-1].hash(r.seed, h)
-	}
-	bits := uint64(len(r.slots) - 1)
-	for i := range n {
-		first[i] = r.slots[keys[i]&bits]
-	}
-
-	rec := r.get(keys[0], first[0], nil, h)
+	rec := r.get(mix(h.sum), nil, h)
 	if rec == nil && h.lazyIPv6 {
 		// An IPv6 literal that is not an exact pattern as written: check it
 		// and try again in canonical form. (IP addresses match exact
@@ -491,8 +456,7 @@ func (r *Resolver) find(h *parsedHost, port uint16) (Match, bool) {
 			return Match{}, false
 		}
 		if changed {
-			key := mix(r.seed ^ h.hash)
-			rec = r.get(key, r.slots[key&bits], nil, h)
+			rec = r.get(mix(h.sum), nil, h)
 		}
 	}
 	var gwExact *entry
@@ -502,7 +466,8 @@ func (r *Resolver) find(h *parsedHost, port uint16) (Match, bool) {
 		}
 		gwExact = r.entry(rec, LevelGateway, port)
 	}
-	api, gwWild := r.searchWild(h, port, gw && gwExact == nil, masks, keys[1:n], first[1:n])
+	gw := r.def[0] == nil && gwExact == nil // the gateway level's wildcards can answer
+	api, gwWild := r.searchWild(h, port, gw)
 	for _, e := range [...]*entry{api, r.def[0], gwExact, gwWild, r.def[1]} {
 		if e != nil {
 			return e.Match, true
@@ -512,20 +477,21 @@ func (r *Resolver) find(h *parsedHost, port uint16) (Match, bool) {
 }
 
 // searchWild returns the best wildcard entry of the API level and, when gw
-// is true and the API level has none, of the gateway level, trying masks in
-// order; keys and first are those of the first masks, computed by find.
-func (r *Resolver) searchWild(h *parsedHost, port uint16, gw bool, masks []*mask, keys, first []uint64) (api, gate *entry) {
-	for i, m := range masks {
+// is true and the API level has none, of the gateway level, trying the
+// masks of the host's label count in precedence order.
+func (r *Resolver) searchWild(h *parsedHost, port uint16, gw bool) (api, gate *entry) {
+	byLen := r.masks[0] // the masks of API level patterns
+	if gw {
+		byLen = r.masks[1]
+	}
+	if h.n >= len(byLen) {
+		return nil, nil
+	}
+	for _, m := range byLen[h.n] {
 		if api != nil && m.right < int(api.right) {
 			break // no later mask can beat it: masks come longest literal suffix first
 		}
-		var rec *record
-		if i < len(keys) {
-			rec = r.get(keys[i], first[i], m, h)
-		} else {
-			key := m.hash(r.seed, h)
-			rec = r.get(key, r.slots[key&uint64(len(r.slots)-1)], m, h)
-		}
+		rec := r.get(m.hash(h), m, h)
 		if rec == nil {
 			continue
 		}

@@ -210,8 +210,8 @@ func (s *FileStore) add(ctx context.Context, p *parsedPEM) (bool, error) {
 		return false, err
 	}
 	var curData *storeData
-	if cur != nil {
-		curData = cur.data // nil for a corrupt file, which is replaced
+	if cur != nil && cur.err == nil {
+		curData, _ = cur.decode(p.id) // nil for a corrupt file, which is replaced
 	}
 	chain, sealed, sealNew, changed := mergeAdd(curData, p)
 	if !changed {
@@ -286,7 +286,11 @@ func (s *FileStore) Metadata(ctx context.Context, id string) (Metadata, error) {
 	if err != nil {
 		return Metadata{}, err
 	}
-	return e.data.metadata(), nil
+	d, err := e.decode(id)
+	if err != nil {
+		return Metadata{}, err
+	}
+	return d.metadata(), nil
 }
 
 // fresh reports whether e can be trusted without looking at its file.
@@ -332,8 +336,9 @@ func (s *FileStore) load(id string, e *storeEntry, gen uint64) (*storeEntry, err
 	return ne, nil
 }
 
-// readEntry reads and decodes the file of id. A missing file is an error
-// wrapping ErrNotFound; a corrupt one gives an entry whose err wraps it.
+// readEntry reads the file of id and checks its checksum; the entry's
+// decode parses it. A missing file is an error wrapping ErrNotFound; a
+// corrupt one gives an entry whose err wraps it.
 func (s *FileStore) readEntry(id string) (*storeEntry, error) {
 	f, err := os.Open(filepath.Join(s.dir, entryName(id)))
 	if err != nil {
@@ -353,11 +358,12 @@ func (s *FileStore) readEntry(id string) (*storeEntry, error) {
 		e.err = corruptEntry(id, "not a regular file of at most 4 MiB")
 		return e, nil
 	}
-	data, err := io.ReadAll(io.LimitReader(f, maxEntryFileSize+1))
-	if err != nil {
+	// One buffer of the file's size, and room to see it grown since.
+	buf := bytes.NewBuffer(make([]byte, 0, fi.Size()+bytes.MinRead))
+	if _, err := buf.ReadFrom(io.LimitReader(f, maxEntryFileSize+1)); err != nil {
 		return nil, fmt.Errorf("mtls: read %s: %w", id, err)
 	}
-	e.data, e.err = decodeEntry(id, data)
+	e.raw, e.err = checkEntry(id, buf.Bytes())
 	return e, nil
 }
 
@@ -414,7 +420,11 @@ func (s *FileStore) remove(id string) (removed bool, err error) {
 }
 
 // List implements [CertStore.List]. It lists the directory, and leaves out
-// files that are not valid entries (which it reads the first time).
+// files that fail the checks of an entry file: a regular file of at most
+// 4 MiB whose checksum matches. It reads each file once, the first time,
+// and parses none: an entry is parsed by its first Get or Metadata, which
+// report an entry whose checked contents do not parse (only a file written
+// by something else than a FileStore can have them) as not found.
 func (s *FileStore) List(ctx context.Context) ([]string, error) {
 	if err := s.ready(ctx); err != nil {
 		return nil, err
@@ -715,6 +725,7 @@ const (
 	sealedBlockType  = "MTLS SEALED KEY"
 	checksumType     = "MTLS CHECKSUM"
 	checksumBeginTag = "-----BEGIN " + checksumType + "-----"
+	checksumBlockMax = 512 // bytes in the checksum block that encodeEntry writes, with room to spare
 )
 
 // encodeEntry returns the file contents of d.
@@ -745,18 +756,36 @@ func corruptEntry(id, why string) error {
 // decodeEntry parses the file contents of the entry named id; every error
 // wraps ErrNotFound.
 func decodeEntry(id string, data []byte) (*storeData, error) {
-	i := bytes.LastIndex(data, []byte(checksumBeginTag))
-	if i < 0 {
+	body, err := checkEntry(id, data)
+	if err != nil {
+		return nil, err
+	}
+	return parseEntryBody(id, body)
+}
+
+// checkEntry checks the checksum of the file contents of the entry named
+// id, and returns what it covers.
+func checkEntry(id string, data []byte) (body []byte, err error) {
+	tail := max(0, len(data)-checksumBlockMax) // the block ends the file
+	i := bytes.LastIndex(data[tail:], []byte(checksumBeginTag))
+	if i += tail; i < tail {
 		return nil, corruptEntry(id, "no checksum")
 	}
 	b, rest := pem.Decode(data[i:])
 	if b == nil || b.Type != checksumType || len(b.Bytes) != sha256.Size || len(bytes.TrimSpace(rest)) != 0 {
 		return nil, corruptEntry(id, "bad checksum block")
 	}
-	body := data[:i]
+	body = data[:i]
 	if sum := sha256.Sum256(body); !bytes.Equal(sum[:], b.Bytes) {
 		return nil, corruptEntry(id, "checksum mismatch")
 	}
+	return body, nil
+}
+
+// parseEntryBody parses the checked body of the entry named id.
+func parseEntryBody(id string, body []byte) (*storeData, error) {
+	var b *pem.Block
+	var rest []byte
 	var certs [][]byte
 	var pub, sealed []byte
 	blocks := 0

@@ -230,6 +230,36 @@ func TestFileStorePermissions(t *testing.T) {
 	}
 }
 
+// TestFileStoreListParsesNothing: List checks each file's checksum and
+// leaves parsing to Get and Metadata. A whole entry file copied under the
+// name of another ID passes the checksum, so List shows it; Get and
+// Metadata then find that it is not that ID's entry.
+func TestFileStoreListParsesNothing(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	ls := keyLeaves(t)
+	s := openStore(t, dir, "secret")
+	good, err := s.Add(ctx, ls[mtlstest.P256].PEM())
+	require.NoError(t, err)
+	content, err := os.ReadFile(filepath.Join(dir, good+".pem"))
+	require.NoError(t, err)
+	other := ls[mtlstest.RSA2048].ID()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, other+".pem"), content, 0o600))
+
+	s2 := openStore(t, dir, "secret")
+	ids, err := s2.List(ctx)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{good, other}, ids)
+	_, err = s2.Get(ctx, other)
+	assert.ErrorIs(t, err, mtls.ErrNotFound)
+	assert.ErrorContains(t, err, "does not match the file name")
+	_, err = s2.Metadata(ctx, other)
+	assert.ErrorIs(t, err, mtls.ErrNotFound)
+	c, err := s2.Get(ctx, good)
+	require.NoError(t, err)
+	assert.Equal(t, good, c.ID)
+}
+
 func TestFileStoreIgnoresCrashLeftovers(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()

@@ -186,18 +186,39 @@ func (s *MemoryStore) Notify(fn func(id string)) (stop func()) {
 	return stop
 }
 
-// storeEntry is one stored entry with its cache. data (or err), fi and checked
-// are set before the entry is published and never change; a change of the
-// entry makes a new entry, so the cache never outlives it.
+// storeEntry is one stored entry with its cache. err, fi and checked are
+// set before the entry is published and never change; a change of the
+// entry makes a new entry, so the cache never outlives it. data is set
+// before the entry is published too, except for an entry that a FileStore
+// read from its file: raw then holds the file's checked body, which decode
+// parses on first use, so that listing a store parses nothing.
 type storeEntry struct {
-	data *storeData
-	err  error // FileStore: the file is corrupt; data is nil
+	err error // FileStore: the file failed its checks; nothing else is set
 
 	fi      fileSig      // FileStore: the file data was read from
 	checked atomic.Int64 // FileStore: monotonic time of the last check of fi
 
-	mu   sync.Mutex // serialises building cert
-	cert atomic.Pointer[Certificate]
+	mu       sync.Mutex // serialises decoding raw and building cert
+	raw      []byte     // FileStore: the body to parse; under mu
+	data     *storeData // under mu while raw is set
+	parseErr error      // the body did not parse; under mu
+	cert     atomic.Pointer[Certificate]
+}
+
+// decode returns the entry's data, parsing the file body of a FileStore
+// entry on first use. Its error wraps ErrNotFound.
+func (e *storeEntry) decode(id string) (*storeData, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.decodeLocked(id)
+}
+
+func (e *storeEntry) decodeLocked(id string) (*storeData, error) {
+	if e.raw != nil {
+		e.data, e.parseErr = parseEntryBody(id, e.raw)
+		e.raw = nil
+	}
+	return e.data, e.parseErr
 }
 
 // certificate builds, caches and returns the entry's Certificate,
@@ -208,7 +229,10 @@ func (e *storeEntry) certificate(id string, keys *storeKeyring) (*Certificate, e
 	if c := e.cert.Load(); c != nil {
 		return c, nil
 	}
-	d := e.data
+	d, err := e.decodeLocked(id)
+	if err != nil {
+		return nil, err
+	}
 	var key crypto.Signer
 	if d.sealed != nil {
 		aead, err := keys.get(false)

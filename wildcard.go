@@ -24,13 +24,14 @@
 //     and never an IP address: mask.
 //
 // parsedHost.parse scans a name once: it validates it, finds its labels and
-// computes a polynomial hash whose value at each label end lets any run of
-// labels be hashed in constant time (runHash), so that the resolver probes
-// its table without building or rehashing strings.
+// hashes it (see labelHash), so that the resolver probes its table for the
+// host and for the patterns of each mask the host could match (mask.hash)
+// without building strings.
 package mtls
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 )
@@ -49,57 +50,59 @@ type parsedHost struct {
 	wild bool   // name has a '*' label
 	def  bool   // the pattern is '*' alone
 	n    int    // labels of a DNS name, 0 for an IP address
-	hash uint64 // polyHash of name
 
 	// lazyIPv6, set before parse, leaves an IPv6 literal as written, for
 	// canonicalIPv6 to check and canonicalise when it is not an exact
 	// pattern as written: formatting an address costs more than a probe.
 	lazyIPv6 bool
 
-	// Label i of a DNS name is name[offs[i]:offs[i+1]-1], and ends[i] is
-	// the polyHash of name[:offs[i+1]-1], up to the end of label i, in 32
-	// bits (the low half of the 64 bits: the same polynomial modulo 2^32).
+	// sum is the hash of the name before its final mix (see labelHash).
+	sum uint64
+
+	// Label i of a DNS name is name[offs[i]:offs[i+1]-1].
 	offs [maxLabels + 1]uint8
-	ends [maxLabels + 1]uint32
 }
 
 // labels returns labels [a, b) of a DNS name, without the dot after them.
 func (h *parsedHost) labels(a, b int) string { return h.name[h.offs[a] : h.offs[b]-1] }
 
-// runHash returns the polyHash of labels [a, b), from the hashes of the
-// label ends: hash(s[i:j]) = hash(s[:j]) - hash(s[:i]) * polyBase^(j-i).
-func (h *parsedHost) runHash(a, b int) uint32 {
-	var start uint32 // hash of name[:offs[a]], the dot after label a-1 included
-	if a > 0 {
-		start = h.ends[a-1]*polyBase32 + '.'
-	}
-	return h.ends[b-1] - start*polyPowers[h.offs[b]-1-h.offs[a]]
-}
+// Hashing. The resolver's table is keyed by names: exact names, and
+// wildcard patterns in normal form. A name of labels l0.l1...ln-1 hashes to
+// the polynomial sum of its label hashes, labelHash(li) * sumBase^(n-1-i),
+// so that the hash of a host with some labels replaced by '*' (what a mask
+// probes for) is the host's sum plus one term per replaced label: the
+// resolver hashes a host once, in the scan that validates it, and each mask
+// in constant time, and builds no string. An IP address hashes as one
+// label.
 
-// polyHash is a polynomial hash of a name's bytes, case folded by setting
-// bit 0x20, which keeps valid names apart: '_' becomes 0x7f, not in any name.
-// It is computed in the scan of parseName, and lets runHash hash any run of
-// labels in constant time. It is mixed before use; keys are compared anyway.
-func polyHash(s string) uint64 {
-	var x uint64
-	for i := 0; i < len(s); i++ {
-		x = x*polyBase + uint64(s[i]|0x20)
-	}
-	return x
-}
+const sumBase = 0x9e3779b97f4a7c15 // odd
 
-const (
-	polyBase   = 0x9e3779b97f4a7c15 // odd, and so is its low half
-	polyBase32 = polyBase & 0xffffffff
-)
+// hashMul is random per process, so that nobody can choose names whose
+// hashes collide. It is odd.
+var hashMul = rand.Uint64() | 1
 
-var polyPowers = func() (p [maxName + 1]uint32) {
+// sumPowers[i] is sumBase^i.
+var sumPowers = func() (p [maxLabels]uint64) {
 	p[0] = 1
 	for i := 1; i < len(p); i++ {
-		p[i] = p[i-1] * polyBase32
+		p[i] = p[i-1] * sumBase
 	}
 	return p
 }()
+
+// starHash is the labelHash of '*'.
+var starHash = labelHash("*")
+
+// labelHash returns the hash of a label, case folded by setting bit 0x20,
+// which keeps the bytes of names apart ('_' becomes 0x7f, not in a name).
+// parseName computes the same in its scan.
+func labelHash(s string) uint64 {
+	var x uint64
+	for i := 0; i < len(s); i++ {
+		x = x*hashMul + uint64(s[i]|0x20)
+	}
+	return x
+}
 
 // mix is the finaliser of SplitMix64: it spreads every bit of x over all.
 func mix(x uint64) uint64 {
@@ -158,11 +161,11 @@ func (h *parsedHost) parse1(s string, pattern bool) (reason string) {
 	if ipv6 {
 		h.ip = true
 		if h.lazyIPv6 {
-			h.name, h.hash = name, polyHash(name) // checked by canonicalIPv6
+			h.name, h.sum = name, labelHash(name) // checked by canonicalIPv6
 			return ""
 		}
 		h.name, reason = parseIPv6(name)
-		h.hash = polyHash(h.name)
+		h.sum = labelHash(h.name)
 		return reason
 	}
 	h.lazyIPv6 = false
@@ -196,7 +199,7 @@ func (h *parsedHost) canonicalIPv6() (changed bool, reason string) {
 	if reason != "" || name == h.name {
 		return false, reason
 	}
-	h.name, h.hash = name, polyHash(name)
+	h.name, h.sum = name, labelHash(name)
 	return true, ""
 }
 
@@ -222,35 +225,31 @@ func parseIPv6(s string) (string, string) {
 	return s, ""
 }
 
-// Character classes of names.
+// Kinds of bytes in names.
 const (
-	cLetter = 1 << iota // a-z, '-', '_'
-	cUpper              // A-Z
-	cDigit
-	cDot
-	cStar
-	cBad // anything else
-
-	cDotShift = 3
+	kLetter = 1 << iota // a-z, A-Z, '-', '_'
+	kUpper              // A-Z
+	kDigit
+	kDot
+	kStar
+	kOther
 )
 
-var _ = [1]int{}[cDot-1<<cDotShift] // cDotShift is the bit of cDot
-
-var classes = func() (t [256]uint8) {
+var kinds = func() (t [256]uint8) {
 	for c := range t {
 		switch {
 		case 'a' <= c && c <= 'z', c == '-', c == '_':
-			t[c] = cLetter
+			t[c] = kLetter
 		case 'A' <= c && c <= 'Z':
-			t[c] = cUpper
+			t[c] = kLetter | kUpper
 		case '0' <= c && c <= '9':
-			t[c] = cDigit
+			t[c] = kDigit
 		case c == '.':
-			t[c] = cDot
+			t[c] = kDot
 		case c == '*':
-			t[c] = cStar
+			t[c] = kStar
 		default:
-			t[c] = cBad
+			t[c] = kOther
 		}
 	}
 	return t
@@ -271,54 +270,64 @@ func (h *parsedHost) parseName(s string, pattern bool) string {
 	case len(s) > maxName:
 		return "name longer than 253 bytes"
 	}
-	// One pass without a branch per dot, which finds the labels and hashes
-	// their ends: offs[0] takes the writes for other characters until it
-	// is set at the end, and ends[n] is rewritten until label n ends.
+	// One pass: the kinds of bytes, where labels start, and the name's sum
+	// (see labelHash), which the hash x of each label goes into at its end.
 	var seen uint8
-	var hash uint64
-	n := 0
+	var x, sum uint64
+	n, start := 0, 0
+	h.offs[0] = 0
 	for i := 0; i < len(s); i++ {
-		b := s[i]
-		c := classes[b]
-		seen |= c
-		dot := int(c>>cDotShift) & 1
-		h.offs[(n+1)&-dot&maxLabels] = uint8(i + 1)
-		h.ends[n&maxLabels] = uint32(hash)
-		hash = hash*polyBase + uint64(b|0x20)
-		n += dot
-	}
-	if n >= maxLabels {
-		return "empty label" // more dots than a name of 253 bytes can have
-	}
-	h.ends[n], h.hash = uint32(hash), hash
-	n++
-	h.offs[0], h.offs[n] = 0, uint8(len(s)+1)
-	for i := range n {
-		if l := h.offs[i+1] - h.offs[i] - 1; l == 0 {
-			return "empty label"
-		} else if l > maxLabel {
-			return "label longer than 63 bytes"
+		c := s[i]
+		k := kinds[c]
+		seen |= k
+		if k == kDot {
+			if reason := checkLabel(i - start); reason != "" {
+				return reason
+			}
+			sum, x = sum*sumBase+x, 0
+			start = i + 1
+			n++
+			h.offs[n] = uint8(start)
+			continue
 		}
+		x = x*hashMul + uint64(c|0x20)
 	}
-	if seen&(cBad|cStar) != 0 {
+	if reason := checkLabel(len(s) - start); reason != "" {
+		return reason
+	}
+	n++
+	h.offs[n] = uint8(len(s) + 1)
+	h.sum = sum*sumBase + x
+	if seen&(kOther|kStar) != 0 {
 		if reason := checkStarsAndBytes(s, pattern); reason != "" {
 			return reason
 		}
-		h.wild = seen&cStar != 0
+		h.wild = seen&kStar != 0
 	}
-	if seen&(cLetter|cUpper) == 0 && seen&cDigit != 0 { // digits, dots and '*': an IPv4 address
+	if seen&(kLetter|kDigit) == kDigit { // digits, dots and '*': an IPv4 address
 		switch {
 		case h.wild:
 			return "wildcard in an IP address"
 		case !isIPv4(s, n, &h.offs):
 			return "not a valid IPv4 address"
 		}
-		h.ip, n = true, 0
+		h.ip, n, h.sum = true, 0, labelHash(s) // as an IPv4-mapped IPv6 address hashes
 	}
-	if seen&cUpper != 0 {
+	if seen&kUpper != 0 {
 		s = strings.ToLower(s)
 	}
 	h.name, h.n = s, n
+	return ""
+}
+
+// checkLabel reports a label of l bytes that is empty or too long.
+func checkLabel(l int) string {
+	switch {
+	case l == 0:
+		return "empty label"
+	case l > maxLabel:
+		return "label longer than 63 bytes"
+	}
 	return ""
 }
 
@@ -329,13 +338,18 @@ func checkStarsAndBytes(s string, pattern bool) string {
 		switch c := s[i]; {
 		case c >= 0x80:
 			return "non-ASCII character: write internationalised names in their xn-- form"
-		case classes[c] == cBad, c == '*' && !pattern:
+		case !allowed(c), c == '*' && !pattern:
 			return fmt.Sprintf("invalid character %q", c)
 		case c == '*' && (i > 0 && s[i-1] != '.' || i+1 < len(s) && s[i+1] != '.'):
 			return "'*' inside a label: '*' stands for a whole label"
 		}
 	}
 	return ""
+}
+
+// allowed reports whether c may appear in a name or, for '*', a pattern.
+func allowed(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-_.*", c) >= 0
 }
 
 // isIPv4 reports whether a name of digits and dots, whose labels are at
@@ -363,75 +377,59 @@ func isIPv4(s string, n int, offs *[maxLabels + 1]uint8) bool {
 	return true
 }
 
-// run is a range [a, b) of literal labels.
-type run struct{ a, b uint8 }
-
 // mask is the shape of wildcard patterns: their label count and where their
-// '*' labels are. For one mask, a host's labels at the literal positions
-// name at most one pattern, so a host is looked up once per mask of its
-// label count, however many patterns there are.
+// '*' labels are. A host matches at most one pattern of a mask: its own name
+// with '*' for the labels at the mask's positions. So a host is looked up
+// once per mask of its label count, however many patterns there are.
 type mask struct {
-	id    uint64 // mixed into the hash of the literal runs
-	runs  []run  // the runs of literal labels
-	right int    // literal labels right of the rightmost '*'
-	wilds int    // '*' labels
-	shape string // the pattern with literal labels as "x", to sort masks
-	api   bool   // some API level pattern has this mask
+	stars []uint8 // positions of the '*' labels
+	right int     // literal labels right of the rightmost '*'
+	shape string  // the pattern with literal labels as "x", to sort masks
+	api   bool    // some API level pattern has this mask
 }
 
 // newMask returns the mask of a wildcard pattern.
-func newMask(h *parsedHost) *mask {
+func newMask(p *parsedHost) *mask {
 	m := &mask{}
-	shape := make([]byte, 0, 2*h.n)
-	for i := range h.n {
+	shape := make([]byte, 0, 2*p.n)
+	for i := range p.n {
 		if i > 0 {
 			shape = append(shape, '.')
 		}
-		if h.labels(i, i+1) == "*" {
+		if p.labels(i, i+1) == "*" {
 			shape = append(shape, '*')
-			m.wilds, m.right = m.wilds+1, 0
-			continue
-		}
-		shape = append(shape, 'x')
-		m.right++
-		if i == 0 || h.labels(i-1, i) == "*" {
-			m.runs = append(m.runs, run{uint8(i), uint8(i + 1)})
+			m.stars, m.right = append(m.stars, uint8(i)), 0
 		} else {
-			m.runs[len(m.runs)-1].b++
+			shape = append(shape, 'x')
+			m.right++
 		}
 	}
 	m.shape = string(shape)
 	return m
 }
 
-// hash returns the hash of a host's labels at the literal positions of m.
-func (m *mask) hash(seed uint64, h *parsedHost) uint64 {
-	x := seed ^ m.id
-	for _, r := range m.runs {
-		x = mix(x + uint64(h.runHash(int(r.a), int(r.b))))
+// hash returns the hash of the pattern of m that h would match: h's sum
+// with starHash for the labels at m's positions (see labelHash).
+func (m *mask) hash(h *parsedHost) uint64 {
+	x := h.sum
+	for _, i := range m.stars {
+		label := labelHash(h.labels(int(i), int(i)+1))
+		x += (starHash - label) * sumPowers[h.n-1-int(i)]
 	}
-	return x
+	return mix(x)
 }
 
-// key returns a host's literal runs for m, each followed by '/'. It is used
-// when the resolver is built; lookups compare with keyMatches.
-func (m *mask) key(h *parsedHost) string {
-	var b strings.Builder
-	for _, r := range m.runs {
-		b.WriteString(h.labels(int(r.a), int(r.b)))
-		b.WriteByte('/')
-	}
-	return b.String()
-}
-
-// keyMatches reports whether key is m.key(h), without building it.
-func (m *mask) keyMatches(key []byte, h *parsedHost) bool {
-	for _, r := range m.runs {
-		s := h.labels(int(r.a), int(r.b))
-		if len(key) <= len(s) || string(key[:len(s)]) != s || key[len(s)] != '/' {
+// matches reports whether pattern, of mask m, is h's name with '*' for
+// the labels at m's positions.
+func (m *mask) matches(pattern string, h *parsedHost) bool {
+	from := 0 // the host's text not compared yet starts here
+	for _, i := range m.stars {
+		lit := h.name[from:h.offs[i]] // the labels before label i, with their dots
+		if !strings.HasPrefix(pattern, lit) || !strings.HasPrefix(pattern[len(lit):], "*") {
 			return false
 		}
-		key = key[len(s)+1:]
+		pattern = pattern[len(lit)+1:]
+		from = int(h.offs[i+1]) - 1 // the dot after label i, if any
 	}
-	return len(key) == 0
+	return pattern == h.name[from:]
 }

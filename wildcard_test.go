@@ -15,7 +15,7 @@ import (
 func TestParsePattern(t *testing.T) {
 	tests := []struct {
 		pattern string
-		want    parsedHost // hashes and offsets not compared
+		want    parsedHost // offsets and sum not compared
 	}{
 		{"*", parsedHost{name: "*", def: true}},
 		{"*.", parsedHost{name: "*", def: true}},
@@ -32,7 +32,7 @@ func TestParsePattern(t *testing.T) {
 		t.Run(tt.pattern, func(t *testing.T) {
 			var h parsedHost
 			require.Empty(t, h.parse(tt.pattern, true))
-			h.hash, h.offs, h.ends = 0, tt.want.offs, tt.want.ends
+			h.offs, h.sum = tt.want.offs, 0
 			assert.Equal(t, tt.want, h)
 		})
 	}
@@ -47,19 +47,43 @@ func TestParseLabelOffsets(t *testing.T) {
 	assert.Equal(t, "ab.c.def", h.labels(0, 3))
 }
 
-func TestRunHash(t *testing.T) {
-	var h parsedHost
-	require.Empty(t, h.parse("Ab.c_d.DEF.g:8443", false))
-	assert.Equal(t, polyHash("ab.c_d.def.g"), h.hash)
-	for a := range h.n {
-		for b := a + 1; b <= h.n; b++ {
-			assert.Equal(t, uint32(polyHash(h.labels(a, b))), h.runHash(a, b), "labels %d-%d", a, b)
-		}
+func TestMaskHash(t *testing.T) {
+	var p parsedHost
+	require.Empty(t, p.parse("api.*.Example.com:8443", true))
+	m := newMask(&p)
+	for host, same := range map[string]bool{
+		"api.x.example.com":                     true,
+		"API.y.EXAMPLE.com.":                    true,
+		"api.a-much-longer-label.example.com:1": true,
+		"web.x.example.com":                     false,
+		"api.x.example.org":                     false,
+		"api.x.examplecom.x":                    false,
+	} {
+		var h parsedHost
+		require.Empty(t, h.parse(host, false), host)
+		assert.Equal(t, same, m.hash(&h) == mix(p.sum), host)
+		assert.Equal(t, same, m.matches(p.name, &h), host)
 	}
-	var v6 parsedHost
-	require.Empty(t, v6.parse("[FD00::1]", false))
-	assert.Equal(t, polyHash("fd00::1"), v6.hash)
-	assert.NotEqual(t, polyHash("a_b"), polyHash("ab"))
+	var a, b parsedHost
+	require.Empty(t, a.parse("a.b", false))
+	require.Empty(t, b.parse("a_b", false))
+	assert.NotEqual(t, a.sum, b.sum)
+}
+
+// TestNameSum checks the sum that parseName computes in its scan against
+// labelHash, which the masks use.
+func TestNameSum(t *testing.T) {
+	for _, name := range []string{"a", "Ab.c_d.DEF.g", "x.y-z.example.com", strings.Repeat("ab.", 80) + "c"} {
+		var h parsedHost
+		require.Empty(t, h.parse(name, false), name)
+		var want uint64
+		for _, label := range strings.Split(strings.ToLower(name), ".") {
+			want = want*sumBase + labelHash(label)
+		}
+		assert.Equal(t, want, h.sum, name)
+	}
+	assert.NotEqual(t, labelHash("a_b"), labelHash("a.b"))
+	assert.Equal(t, labelHash("AbC"), labelHash("abc"))
 }
 
 func TestParsePort(t *testing.T) {
@@ -88,17 +112,16 @@ func TestIsIPv4AgreesWithNetip(t *testing.T) {
 
 func TestMask(t *testing.T) {
 	tests := []struct {
-		pattern      string
-		shape        string
-		runs         []run
-		right, wilds int
-		key          string
+		pattern string
+		shape   string
+		stars   []uint8
+		right   int
 	}{
-		{"*.example.com", "*.x.x", []run{{1, 3}}, 2, 1, "example.com/"},
-		{"api.*.example.com", "x.*.x.x", []run{{0, 1}, {2, 4}}, 2, 1, "api/example.com/"},
-		{"api.example.*", "x.x.*", []run{{0, 2}}, 0, 1, "api.example/"},
-		{"*.*", "*.*", nil, 0, 2, ""},
-		{"a.*.b.*.c.d", "x.*.x.*.x.x", []run{{0, 1}, {2, 3}, {4, 6}}, 2, 2, "a/b/c.d/"},
+		{"*.example.com", "*.x.x", []uint8{0}, 2},
+		{"api.*.example.com", "x.*.x.x", []uint8{1}, 2},
+		{"api.example.*", "x.x.*", []uint8{2}, 0},
+		{"*.*", "*.*", []uint8{0, 1}, 0},
+		{"a.*.b.*.c.d", "x.*.x.*.x.x", []uint8{1, 3}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.pattern, func(t *testing.T) {
@@ -106,27 +129,24 @@ func TestMask(t *testing.T) {
 			require.Empty(t, p.parse(tt.pattern, true))
 			m := newMask(&p)
 			assert.Equal(t, tt.shape, m.shape)
-			assert.Equal(t, tt.runs, m.runs)
+			assert.Equal(t, tt.stars, m.stars)
 			assert.Equal(t, tt.right, m.right)
-			assert.Equal(t, tt.wilds, m.wilds)
-			assert.Equal(t, tt.key, m.key(&p))
-			assert.True(t, m.keyMatches([]byte(tt.key), &p))
 		})
 	}
 }
 
-func TestMaskKeyMatches(t *testing.T) {
+func TestMaskMatches(t *testing.T) {
 	var p parsedHost
-	require.Empty(t, p.parse("api.*.example.com", true))
+	require.Empty(t, p.parse("api.*.example.*", true))
 	m := newMask(&p)
 	for host, want := range map[string]bool{
 		"api.x.example.com":   true,
-		"api.y.example.com":   true,
+		"api.yy.example.c":    true,
 		"apix.y.example.com":  false,
-		"api.y.example.co":    false,
-		"api.y.example.comx":  false,
+		"ap.y.example.com":    false,
+		"api.y.examplez.com":  false,
+		"api.y.exampl.com":    false,
 		"web.x.example.com":   false,
-		"api.x.examplez.com":  false,
 		"api.x.example.com.":  true, // trailing dot removed
 		"API.X.EXAMPLE.COM":   true,
 		"api.x.example.com:1": true,
@@ -134,12 +154,13 @@ func TestMaskKeyMatches(t *testing.T) {
 		var h parsedHost
 		require.Empty(t, h.parse(host, false), host)
 		require.Equal(t, 4, h.n, host)
-		assert.Equal(t, want, m.keyMatches([]byte(m.key(&p)), &h), host)
+		assert.Equal(t, want, m.matches(p.name, &h), host)
+		assert.Equal(t, want, m.hash(&h) == mix(p.sum), host)
 	}
 	var h parsedHost
 	require.Empty(t, h.parse("api.x.example.com", false))
-	for _, key := range []string{"", "api/", "api/example.com", "api/example.com//", "api/example.comx/", "apiexample.com/"} {
-		assert.False(t, m.keyMatches([]byte(key), &h), strconv.Quote(key))
+	for _, pattern := range []string{"", "api.*", "api.*.example", "api.*.example.*.", "*.*.example.*", "api.x.example.com", "api.*.example.*x"} {
+		assert.False(t, m.matches(pattern, &h), strconv.Quote(pattern))
 	}
 }
 
