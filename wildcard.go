@@ -270,34 +270,31 @@ func (h *parsedHost) parseName(s string, pattern bool) string {
 	case len(s) > maxName:
 		return "name longer than 253 bytes"
 	}
-	// One pass: the kinds of bytes, where labels start, and the name's sum
-	// (see labelHash), which the hash x of each label goes into at its end.
+	// One pass, a label at a time: the kinds of bytes, where labels start,
+	// and the name's sum of label hashes (see labelHash).
 	var seen uint8
-	var x, sum uint64
-	n, start := 0, 0
+	var sum uint64
+	n, mul := 0, hashMul
 	h.offs[0] = 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		k := kinds[c]
-		seen |= k
-		if k == kDot {
-			if reason := checkLabel(i - start); reason != "" {
-				return reason
-			}
-			sum, x = sum*sumBase+x, 0
-			start = i + 1
-			n++
-			h.offs[n] = uint8(start)
-			continue
+	for i := 0; ; i++ {
+		start := i
+		var x uint64 // labelHash of the label, as it goes
+		for ; i < len(s) && s[i] != '.'; i++ {
+			c := s[i]
+			seen |= kinds[c]
+			x = x*mul + uint64(c|0x20)
 		}
-		x = x*hashMul + uint64(c|0x20)
+		if reason := checkLabel(i - start); reason != "" {
+			return reason
+		}
+		sum = sum*sumBase + x
+		n++
+		h.offs[n] = uint8(i + 1)
+		if i == len(s) {
+			break
+		}
 	}
-	if reason := checkLabel(len(s) - start); reason != "" {
-		return reason
-	}
-	n++
-	h.offs[n] = uint8(len(s) + 1)
-	h.sum = sum*sumBase + x
+	h.sum = sum
 	if seen&(kOther|kStar) != 0 {
 		if reason := checkStarsAndBytes(s, pattern); reason != "" {
 			return reason
