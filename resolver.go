@@ -103,8 +103,10 @@ type Match struct {
 // fewer wildcards, then the normalised pattern that sorts first. The order of
 // the maps never matters.
 type Resolver struct {
-	slots []uint64 // open addressing over recs: hash>>32<<32 | record index+1; 0 is empty
-	recs  []record
+	tags  []uint8      // open addressing: 0 for an empty slot, else the tag of its record's hash
+	used  []uint64     // bit i%64 of used[i/64] is set when slot i is used
+	ranks []uint32     // ranks[g]: the used slots before slot 64*g
+	recs  []record     // the records of the used slots, in slot order
 	keys  []byte       // keys too long for record.short
 	ents  []entry      // entries of names that have more than one
 	masks [2][][]*mask // wildcard masks by label count, in precedence order: API level's, all
@@ -180,15 +182,18 @@ func compareEntries(a, b entry) int {
 	return cmp.Or(cmp.Compare(a.Level, b.Level), cmp.Compare(a.port, b.port))
 }
 
-// get returns the record of hash h, mask m (nil: exact) and host ph.
+// get returns the record of hash h, mask m (nil: exact) and host ph. Most
+// probes find no record: they read tags alone, a byte a slot, which stay in
+// cache for tables of hundreds of thousands of names. A probe that finds
+// one reads one record more: its index is the count of used slots before
+// its slot, from used and ranks, which stay in cache too.
 func (r *Resolver) get(h uint64, m *mask, ph *parsedHost) *record {
-	bits := uint64(len(r.slots) - 1)
-	for i := h & bits; r.slots[i] != 0; i = (i + 1) & bits {
-		s := r.slots[i]
-		if s>>32 != h>>32 {
+	mask, tag := uint64(len(r.tags)-1), tagOf(h)
+	for i := h & mask; r.tags[i] != 0; i = (i + 1) & mask {
+		if r.tags[i] != tag {
 			continue
 		}
-		rec := &r.recs[uint32(s)-1]
+		rec := &r.recs[r.rank(i)]
 		if rec.hash != h || rec.mask != m {
 			continue
 		}
@@ -287,18 +292,13 @@ func NewResolver(api, gateway Map) (*Resolver, error) {
 			})
 		}
 	}
-	r.pack(drafts)
-	r.slots = make([]uint64, max(8, 1<<bits.Len(uint(2*len(r.recs)))))
-	for i := range r.recs {
-		rec := &r.recs[i]
-		j := rec.hash & uint64(len(r.slots)-1)
-		for r.slots[j] != 0 {
-			j = (j + 1) & uint64(len(r.slots)-1)
-		}
-		r.slots[j] = rec.hash>>32<<32 | uint64(i+1)
-	}
+	r.place(drafts)
 	return r, nil
 }
+
+// tagOf returns the tag of a record's hash in Resolver.tags: its top seven
+// bits, never 0.
+func tagOf(h uint64) uint8 { return uint8(h>>56) | 1 }
 
 // addMask adds m to the masks of n labels.
 func addMask(byLen [][]*mask, n int, m *mask) [][]*mask {
@@ -315,6 +315,38 @@ type draft struct {
 	mask *mask
 	key  string
 	ents []entry
+}
+
+// place makes the table: tags at most half full, and the records in slot
+// order.
+func (r *Resolver) place(drafts []draft) {
+	size := max(64, 1<<bits.Len(uint(2*len(drafts))))
+	r.tags = make([]uint8, size)
+	r.used, r.ranks = make([]uint64, size/64), make([]uint32, size/64)
+	slots := make([]int, len(drafts))
+	for i, d := range drafts {
+		j := int(d.hash) & (size - 1)
+		for r.tags[j] != 0 {
+			j = (j + 1) & (size - 1)
+		}
+		r.tags[j], slots[i] = tagOf(d.hash), j
+		r.used[j/64] |= 1 << (j % 64)
+	}
+	for g := 1; g < len(r.ranks); g++ {
+		r.ranks[g] = r.ranks[g-1] + uint32(bits.OnesCount64(r.used[g-1]))
+	}
+	inOrder := make([]draft, len(drafts))
+	for i, d := range drafts {
+		inOrder[r.rank(uint64(slots[i]))] = d
+	}
+	r.pack(inOrder)
+}
+
+// rank returns the index in recs of the record of used slot i: the number
+// of used slots before it.
+func (r *Resolver) rank(i uint64) uint32 {
+	g := i / 64
+	return r.ranks[g] + uint32(bits.OnesCount64(r.used[g]&(1<<(i%64)-1)))
 }
 
 // pack makes the records of the drafts.
