@@ -189,7 +189,9 @@ func (s *Selector) TransportFor(host string) (*http.Transport, error) {
 // the selector's state at each handshake, so a config that a caller holds
 // follows store, file and pin changes; a change of RootCAs or
 // InsecureSkipVerify fails its handshakes (ask for a new config then).
-// It fails closed like [Selector.RoundTripper].
+// It fails closed like [Selector.RoundTripper]. Its NextProtos is empty,
+// whatever the base transport's config holds (net/http adds "h2" to the
+// default transport's): set the protocols of the client that uses it.
 func (s *Selector) TLSConfigFor(host string) (*tls.Config, error) {
 	e, err := s.entryFor(context.Background(), host)
 	if err != nil {
@@ -203,6 +205,7 @@ func (s *Selector) TLSConfigFor(host string) (*tls.Config, error) {
 	}
 	cfg := s.tlsConfig(&snap, current, cache)
 	cfg.ServerName = snap.host.name
+	cfg.NextProtos = nil
 	return cfg, nil
 }
 

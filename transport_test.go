@@ -687,6 +687,24 @@ func TestTLSConfigForFailsClosedAfterDelete(t *testing.T) {
 	require.EqualValues(t, 1, up.requests.Load())
 }
 
+// A TLSConfigFor config is for clients other than net/http's: it names no
+// application protocol, even when the base transport's config does (net/http
+// adds "h2" to http.DefaultTransport's when it is first cloned or used).
+func TestTLSConfigForHasNoNextProtos(t *testing.T) {
+	srvCA := newCA(t, "servers")
+	_ = http.DefaultTransport.(*http.Transport).Clone()
+	withH2 := http.DefaultTransport.(*http.Transport).Clone()
+	withH2.TLSClientConfig = &tls.Config{NextProtos: []string{"h2", "http/1.1"}}
+	for name, opts := range map[string][]Option{"default base": nil, "base with h2": {WithBaseTransport(withH2)}} {
+		t.Run(name, func(t *testing.T) {
+			sel := newSelector(t, newStore(t), Policy{RootCAs: srvCA.Pool}, opts...)
+			cfg, err := sel.TLSConfigFor("api.example.test")
+			require.NoError(t, err)
+			assert.Empty(t, cfg.NextProtos)
+		})
+	}
+}
+
 // §3 fail closed when a certificate expires while its pool is warm: the
 // next request fails with ErrExpired and reaches nothing.
 func TestFailClosedWhenTheCertificateExpiresLater(t *testing.T) {
