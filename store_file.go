@@ -6,6 +6,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -725,7 +726,9 @@ const (
 	sealedBlockType  = "MTLS SEALED KEY"
 	checksumType     = "MTLS CHECKSUM"
 	checksumBeginTag = "-----BEGIN " + checksumType + "-----"
-	checksumBlockMax = 512 // bytes in the checksum block that encodeEntry writes, with room to spare
+	checksumHead     = checksumBeginTag + "\nHash: SHA-256 of every byte before this block\n\n"
+	checksumTail     = "\n-----END " + checksumType + "-----\n"
+	checksumBlockLen = len(checksumHead) + (sha256.Size+2)/3*4 + len(checksumTail)
 )
 
 // encodeEntry returns the file contents of d.
@@ -744,8 +747,7 @@ func encodeEntry(d *storeData) []byte {
 			"KDF":    "Argon2id, parameters and salt in " + kdfFileName,
 		}, Bytes: d.sealed})
 	}
-	sum := sha256.Sum256(b.Bytes())
-	pem.Encode(&b, &pem.Block{Type: checksumType, Headers: map[string]string{"Hash": "SHA-256 of every byte before this block"}, Bytes: sum[:]})
+	b.Write(checksumBlock(sha256.Sum256(b.Bytes())))
 	return b.Bytes()
 }
 
@@ -766,20 +768,25 @@ func decodeEntry(id string, data []byte) (*storeData, error) {
 // checkEntry checks the checksum of the file contents of the entry named
 // id, and returns what it covers.
 func checkEntry(id string, data []byte) (body []byte, err error) {
-	tail := max(0, len(data)-checksumBlockMax) // the block ends the file
-	i := bytes.LastIndex(data[tail:], []byte(checksumBeginTag))
-	if i += tail; i < tail {
+	data = bytes.TrimRight(data, " \t\r\n") // the block's final newline too
+	i := len(data) - (checksumBlockLen - 1) // the block ends the file
+	if i < 0 || !bytes.HasPrefix(data[i:], []byte(checksumBeginTag)) {
 		return nil, corruptEntry(id, "no checksum")
 	}
-	b, rest := pem.Decode(data[i:])
-	if b == nil || b.Type != checksumType || len(b.Bytes) != sha256.Size || len(bytes.TrimSpace(rest)) != 0 {
-		return nil, corruptEntry(id, "bad checksum block")
-	}
 	body = data[:i]
-	if sum := sha256.Sum256(body); !bytes.Equal(sum[:], b.Bytes) {
+	if want := checksumBlock(sha256.Sum256(body)); !bytes.Equal(data[i:], want[:len(want)-1]) {
 		return nil, corruptEntry(id, "checksum mismatch")
 	}
 	return body, nil
+}
+
+// checksumBlock returns the PEM block that ends an entry file whose body has
+// the given SHA-256, as pem.Encode would write it.
+func checksumBlock(sum [sha256.Size]byte) []byte {
+	b := make([]byte, 0, checksumBlockLen)
+	b = append(b, checksumHead...)
+	b = base64.StdEncoding.AppendEncode(b, sum[:])
+	return append(b, checksumTail...)
 }
 
 // parseEntryBody parses the checked body of the entry named id.

@@ -558,6 +558,21 @@ func TestDecodeEntryDetectsDamage(t *testing.T) {
 	}
 }
 
+// The checksum block is written and checked as bytes; it must stay what
+// pem.Encode wrote for it, the format of files written before, and the
+// file may end with extra white space.
+func TestChecksumBlockIsPEM(t *testing.T) {
+	sum := sha256.Sum256([]byte("body"))
+	want := pem.EncodeToMemory(&pem.Block{Type: checksumType, Headers: map[string]string{"Hash": "SHA-256 of every byte before this block"}, Bytes: sum[:]})
+	assert.Equal(t, string(want), string(checksumBlock(sum)))
+	assert.Len(t, want, checksumBlockLen)
+	for _, end := range []string{"", "\n", " \r\n\n"} {
+		body, err := checkEntry("x", append(append([]byte("body"), want...), end...))
+		require.NoError(t, err, "%q", end)
+		assert.Equal(t, "body", string(body))
+	}
+}
+
 // TestFileStoreCrashImages copies the directory at every step of every
 // write, as a crash there would leave it, and checks that a store opened on
 // each copy sees the entry either whole or not at all.
