@@ -64,6 +64,15 @@ func TestMaskHash(t *testing.T) {
 		assert.Equal(t, same, m.hash(&h) == mix(p.sum), host)
 		assert.Equal(t, same, m.matches(p.name, &h), host)
 	}
+	// A '*' past the labels whose hashes parse keeps.
+	var deep parsedHost
+	require.Empty(t, deep.parse("a.b.c.d.e.*.g", true))
+	dm := newMask(&deep)
+	for host, same := range map[string]bool{"a.b.c.d.e.F.g": true, "a.b.c.d.e.ff.g": true, "a.b.c.d.x.f.g": false} {
+		var h parsedHost
+		require.Empty(t, h.parse(host, false), host)
+		assert.Equal(t, same, dm.hash(&h) == mix(deep.sum), host)
+	}
 	var a, b parsedHost
 	require.Empty(t, a.parse("a.b", false))
 	require.Empty(t, b.parse("a_b", false))
