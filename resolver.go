@@ -84,7 +84,7 @@ type Match struct {
 // A Resolver finds the value that applies to a host, from an API-level Map
 // (one API, route or service) and a gateway-level Map (every API). Make one
 // with [NewResolver]. It is immutable and safe for concurrent use; a nil
-// *Resolver matches nothing.
+// *Resolver and the zero Resolver match nothing.
 //
 // Matching: '*' alone matches every host. '*' as a label matches exactly one
 // non-empty label, in any position: "*.example.com" and "api.*.com" match
@@ -188,6 +188,9 @@ func compareEntries(a, b entry) int {
 // one reads one record more: its index is the count of used slots before
 // its slot, from used and ranks, which stay in cache too.
 func (r *Resolver) get(h uint64, m *mask, ph *parsedHost) *record {
+	if len(r.tags) == 0 {
+		return nil // the zero Resolver
+	}
 	mask, tag := uint64(len(r.tags)-1), tagOf(h)
 	for i := h & mask; r.tags[i] != 0; i = (i + 1) & mask {
 		if r.tags[i] != tag {

@@ -207,6 +207,10 @@ func TestNewResolverNilMaps(t *testing.T) {
 	assert.Zero(t, m)
 	_, ok = nilResolver.lookup("api.example.com", 443)
 	assert.False(t, ok)
+
+	var zero Resolver
+	assert.NotPanics(t, func() { _, ok = zero.Resolve("api.example.com") })
+	assert.False(t, ok)
 }
 
 // resolveCase is one host resolved against two maps.
@@ -521,4 +525,21 @@ func TestResolveInvalidHostNeverPanics(t *testing.T) {
 	assert.False(t, ok, "'*' is not a host")
 	_, ok = r.Resolve("a.")
 	assert.True(t, ok, "a trailing dot alone is fine")
+}
+
+// Brackets hold an IPv6 address and nothing else: a name or an IPv4 address
+// in brackets is not a valid host, and matches nothing, not even an exact
+// pattern of the same text.
+func TestResolveBracketsHoldIPv6Only(t *testing.T) {
+	r, err := NewResolver(Map{"localhost": "L", "1.2.3.4": "IP4", "fd00::1": "V6"}, Map{"*": "DEF"})
+	require.NoError(t, err)
+	for _, h := range []string{"[localhost]", "[localhost]:8443", "[1.2.3.4]", "[1.2.3.4]:443", "[::ffff:1.2.3.4]x"} {
+		m, ok := r.Match(h)
+		assert.False(t, ok, "%s matched %+v", h, m)
+	}
+	for h, want := range map[string]string{"localhost": "L", "1.2.3.4": "IP4", "[::ffff:1.2.3.4]": "IP4", "[FD00::1]:8443": "V6", "fd00:0::1": "V6"} {
+		v, ok := r.Resolve(h)
+		assert.True(t, ok, h)
+		assert.Equal(t, want, v, h)
+	}
 }

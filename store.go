@@ -69,7 +69,10 @@ type CertStore interface {
 	Delete(ctx context.Context, id string) error
 
 	// List returns the IDs of the stored entries, sorted. It returns an
-	// empty slice, not an error, for an empty store.
+	// empty slice, not an error, for an empty store. A store may list an
+	// entry that it finds unreadable only on Get (as [FileStore] does for
+	// a file that another program wrote): Get's error then wraps
+	// [ErrNotFound].
 	List(ctx context.Context) ([]string, error)
 }
 

@@ -53,8 +53,9 @@ const FileStorePollInterval = time.Second
 //     block holding the SHA-256 of every byte before it. `openssl x509 -in
 //     <id>.pem` reads the leaf. A file whose checksum, blocks or leaf do
 //     not match its name is never taken for a certificate: Get reports it
-//     as not found and List leaves it out. Private key material is never
-//     written in clear.
+//     as not found. List leaves out a file whose checksum does not match,
+//     and parses none (see [FileStore.List]). Private key material is
+//     never written in clear.
 //   - kdf.json, mode 0600, written once, on the first Add of a private key,
 //     and never replaced: the Argon2id parameters and 16-byte random salt
 //     from which the AES-256 key is derived, and a GCM-sealed check value
@@ -359,12 +360,16 @@ func (s *FileStore) readEntry(id string) (*storeEntry, error) {
 		e.err = corruptEntry(id, "not a regular file of at most 4 MiB")
 		return e, nil
 	}
-	// One buffer of the file's size, and room to see it grown since.
-	buf := bytes.NewBuffer(make([]byte, 0, fi.Size()+bytes.MinRead))
-	if _, err := buf.ReadFrom(io.LimitReader(f, maxEntryFileSize+1)); err != nil {
+	// One buffer of the file's size. Writers replace entry files, never
+	// change them, so a file of another size than it had is not an entry.
+	data := make([]byte, fi.Size())
+	if _, err := io.ReadFull(f, data); errors.Is(err, io.ErrUnexpectedEOF) {
+		e.err = corruptEntry(id, "the file shrank while it was read")
+		return e, nil
+	} else if err != nil {
 		return nil, fmt.Errorf("mtls: read %s: %w", id, err)
 	}
-	e.raw, e.err = checkEntry(id, buf.Bytes())
+	e.raw, e.err = checkEntry(id, data)
 	return e, nil
 }
 

@@ -214,7 +214,7 @@ func (e *storeEntry) decode(id string) (*storeData, error) {
 }
 
 func (e *storeEntry) decodeLocked(id string) (*storeData, error) {
-	if e.raw != nil {
+	if e.data == nil && e.parseErr == nil {
 		e.data, e.parseErr = parseEntryBody(id, e.raw)
 		e.raw = nil
 	}

@@ -54,6 +54,9 @@ type parsedHost struct {
 	// lazyIPv6, set before parse, leaves an IPv6 literal as written, for
 	// canonicalIPv6 to check and canonicalise when it is not an exact
 	// pattern as written: formatting an address costs more than a probe.
+	// Only a literal with a ':' is left so: the stored names that have one
+	// are IPv6 addresses in canonical form, so a literal equal to one of
+	// them is valid ("[localhost]" equal to "localhost" would not be).
 	lazyIPv6 bool
 
 	// sum is the hash of the name before its final mix (see labelHash).
@@ -77,8 +80,10 @@ func (h *parsedHost) labels(a, b int) string { return h.name[h.offs[a] : h.offs[
 
 const sumBase = 0x9e3779b97f4a7c15 // odd
 
-// hashMul is random per process, so that nobody can choose names whose
-// hashes collide. It is odd.
+// hashMul is random per process and odd. Names whose hashes collide cost
+// a comparison of keys, never a wrong match; a random multiplier keeps
+// anyone from choosing patterns that all collide and so slow every lookup
+// (labels of one byte hash to themselves, but there are few of them).
 var hashMul = rand.Uint64() | 1
 
 // sumPowers[i] is sumBase^i.
@@ -160,7 +165,7 @@ func (h *parsedHost) parse1(s string, pattern bool) (reason string) {
 	}
 	if ipv6 {
 		h.ip = true
-		if h.lazyIPv6 {
+		if h.lazyIPv6 && strings.IndexByte(name, ':') >= 0 {
 			h.name, h.sum = name, labelHash(name) // checked by canonicalIPv6
 			return ""
 		}
