@@ -236,13 +236,7 @@ func TestFileStorePermissions(t *testing.T) {
 // Metadata then find that it is not that ID's entry.
 func TestFileStoreListParsesNothing(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	ls := keyLeaves(t)
-	s := openStore(t, dir, "secret")
-	good, err := s.Add(ctx, ls[mtlstest.P256].PEM())
-	require.NoError(t, err)
-	content, err := os.ReadFile(filepath.Join(dir, good+".pem"))
-	require.NoError(t, err)
+	dir, ls, good, content := storeOfOne(t)
 	other := ls[mtlstest.RSA2048].ID()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, other+".pem"), content, 0o600))
 
@@ -260,15 +254,22 @@ func TestFileStoreListParsesNothing(t *testing.T) {
 	assert.Equal(t, good, c.ID)
 }
 
+// storeOfOne makes a FileStore directory holding the entry of the P-256
+// leaf of keyLeaves, and returns it with the leaves, the entry's ID and its
+// file's contents.
+func storeOfOne(t *testing.T) (dir string, ls map[mtlstest.KeyType]*mtlstest.Leaf, id string, content []byte) {
+	t.Helper()
+	dir, ls = t.TempDir(), keyLeaves(t)
+	id, err := openStore(t, dir, "secret").Add(context.Background(), ls[mtlstest.P256].PEM())
+	require.NoError(t, err)
+	content, err = os.ReadFile(filepath.Join(dir, id+".pem"))
+	require.NoError(t, err)
+	return dir, ls, id, content
+}
+
 func TestFileStoreIgnoresCrashLeftovers(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	ls := keyLeaves(t)
-	s := openStore(t, dir, "secret")
-	good, err := s.Add(ctx, ls[mtlstest.P256].PEM())
-	require.NoError(t, err)
-	content, err := os.ReadFile(filepath.Join(dir, good+".pem"))
-	require.NoError(t, err)
+	dir, ls, good, content := storeOfOne(t)
 
 	rsaID, edID := ls[mtlstest.RSA2048].ID(), ls[mtlstest.Ed25519].ID()
 	write := func(name string, data []byte) {

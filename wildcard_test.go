@@ -47,38 +47,6 @@ func TestParseLabelOffsets(t *testing.T) {
 	assert.Equal(t, "ab.c.def", h.labels(0, 3))
 }
 
-func TestMaskHash(t *testing.T) {
-	var p parsedHost
-	require.Empty(t, p.parse("api.*.Example.com:8443", true))
-	m := newMask(&p)
-	for host, same := range map[string]bool{
-		"api.x.example.com":                     true,
-		"API.y.EXAMPLE.com.":                    true,
-		"api.a-much-longer-label.example.com:1": true,
-		"web.x.example.com":                     false,
-		"api.x.example.org":                     false,
-		"api.x.examplecom.x":                    false,
-	} {
-		var h parsedHost
-		require.Empty(t, h.parse(host, false), host)
-		assert.Equal(t, same, m.hash(&h) == mix(p.sum), host)
-		assert.Equal(t, same, m.matches(p.name, &h), host)
-	}
-	// A '*' past the labels whose hashes parse keeps.
-	var deep parsedHost
-	require.Empty(t, deep.parse("a.b.c.d.e.*.g", true))
-	dm := newMask(&deep)
-	for host, same := range map[string]bool{"a.b.c.d.e.F.g": true, "a.b.c.d.e.ff.g": true, "a.b.c.d.x.f.g": false} {
-		var h parsedHost
-		require.Empty(t, h.parse(host, false), host)
-		assert.Equal(t, same, dm.hash(&h) == mix(deep.sum), host)
-	}
-	var a, b parsedHost
-	require.Empty(t, a.parse("a.b", false))
-	require.Empty(t, b.parse("a_b", false))
-	assert.NotEqual(t, a.sum, b.sum)
-}
-
 // TestNameSum checks the sum that parseName computes in its scan against
 // labelHash, which the masks use.
 func TestNameSum(t *testing.T) {
@@ -92,6 +60,10 @@ func TestNameSum(t *testing.T) {
 		assert.Equal(t, want, h.sum, name)
 	}
 	assert.NotEqual(t, labelHash("a_b"), labelHash("a.b"))
+	var a, b parsedHost
+	require.Empty(t, a.parse("a.b", false))
+	require.Empty(t, b.parse("a_b", false))
+	assert.NotEqual(t, a.sum, b.sum)
 	assert.Equal(t, labelHash("AbC"), labelHash("abc"))
 }
 
@@ -144,30 +116,51 @@ func TestMask(t *testing.T) {
 	}
 }
 
+// TestMaskMatches checks, for hosts of a pattern's label count, that
+// mask.matches and mask.hash agree on which hosts the pattern matches.
 func TestMaskMatches(t *testing.T) {
-	var p parsedHost
-	require.Empty(t, p.parse("api.*.example.*", true))
-	m := newMask(&p)
-	for host, want := range map[string]bool{
-		"api.x.example.com":   true,
-		"api.yy.example.c":    true,
-		"apix.y.example.com":  false,
-		"ap.y.example.com":    false,
-		"api.y.examplez.com":  false,
-		"api.y.exampl.com":    false,
-		"web.x.example.com":   false,
-		"api.x.example.com.":  true, // trailing dot removed
-		"API.X.EXAMPLE.COM":   true,
-		"api.x.example.com:1": true,
+	for pattern, hosts := range map[string]map[string]bool{
+		"api.*.Example.com:8443": {
+			"api.x.example.com":                     true,
+			"API.y.EXAMPLE.com.":                    true,
+			"api.a-much-longer-label.example.com:1": true,
+			"web.x.example.com":                     false,
+			"api.x.example.org":                     false,
+			"api.x.examplecom.x":                    false,
+		},
+		"api.*.example.*": {
+			"api.x.example.com":   true,
+			"api.yy.example.c":    true,
+			"apix.y.example.com":  false,
+			"ap.y.example.com":    false,
+			"api.y.examplez.com":  false,
+			"api.y.exampl.com":    false,
+			"web.x.example.com":   false,
+			"api.x.example.com.":  true, // trailing dot removed
+			"API.X.EXAMPLE.COM":   true,
+			"api.x.example.com:1": true,
+		},
+		"a.b.c.d.e.*.g": { // a '*' past the first labels
+			"a.b.c.d.e.F.g":  true,
+			"a.b.c.d.e.ff.g": true,
+			"a.b.c.d.x.f.g":  false,
+		},
 	} {
-		var h parsedHost
-		require.Empty(t, h.parse(host, false), host)
-		require.Equal(t, 4, h.n, host)
-		assert.Equal(t, want, m.matches(p.name, &h), host)
-		assert.Equal(t, want, m.hash(&h) == mix(p.sum), host)
+		var p parsedHost
+		require.Empty(t, p.parse(pattern, true))
+		m := newMask(&p)
+		for host, want := range hosts {
+			var h parsedHost
+			require.Empty(t, h.parse(host, false), host)
+			require.Equal(t, p.n, h.n, host)
+			assert.Equal(t, want, m.matches(p.name, &h), "%s ~ %s", pattern, host)
+			assert.Equal(t, want, m.hash(&h) == mix(p.sum), "%s ~ %s: hash", pattern, host)
+		}
 	}
-	var h parsedHost
+	var p, h parsedHost
+	require.Empty(t, p.parse("api.*.example.*", true))
 	require.Empty(t, h.parse("api.x.example.com", false))
+	m := newMask(&p)
 	for _, pattern := range []string{"", "api.*", "api.*.example", "api.*.example.*.", "*.*.example.*", "api.x.example.com", "api.*.example.*x"} {
 		assert.False(t, m.matches(pattern, &h), strconv.Quote(pattern))
 	}
