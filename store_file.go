@@ -760,16 +760,6 @@ func corruptEntry(id, why string) error {
 	return fmt.Errorf("%w: %s: the store file is corrupt (%s)", ErrNotFound, id, why)
 }
 
-// decodeEntry parses the file contents of the entry named id; every error
-// wraps ErrNotFound.
-func decodeEntry(id string, data []byte) (*storeData, error) {
-	body, err := checkEntry(id, data)
-	if err != nil {
-		return nil, err
-	}
-	return parseEntryBody(id, body)
-}
-
 // checkEntry checks the checksum of the file contents of the entry named
 // id, and returns what it covers.
 func checkEntry(id string, data []byte) (body []byte, err error) {
@@ -796,14 +786,12 @@ func checksumBlock(sum [sha256.Size]byte) []byte {
 
 // parseEntryBody parses the checked body of the entry named id.
 func parseEntryBody(id string, body []byte) (*storeData, error) {
-	var b *pem.Block
-	var rest []byte
 	var certs [][]byte
 	var pub, sealed []byte
 	blocks := 0
-	for rest = body; ; {
-		b, rest = pem.Decode(rest)
-		if b == nil {
+	for rest := body; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
 			break
 		}
 		blocks++

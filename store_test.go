@@ -558,6 +558,17 @@ func TestDecodeEntryDetectsDamage(t *testing.T) {
 	}
 }
 
+// decodeEntry checks and parses the file contents of the entry named id,
+// as a FileStore does in two steps (readEntry, then storeEntry.decode);
+// every error wraps ErrNotFound.
+func decodeEntry(id string, data []byte) (*storeData, error) {
+	body, err := checkEntry(id, data)
+	if err != nil {
+		return nil, err
+	}
+	return parseEntryBody(id, body)
+}
+
 // The checksum block is written and checked as bytes; it must stay what
 // pem.Encode wrote for it, the format of files written before, and the
 // file may end with extra white space.

@@ -235,7 +235,7 @@ const (
 	kLetter = 1 << iota // a-z, A-Z, '-', '_'
 	kUpper              // A-Z
 	kDigit
-	kDot
+	kDot // never met by the scan, which stops at dots; allowed all the same
 	kStar
 	kOther
 )
@@ -340,18 +340,13 @@ func checkStarsAndBytes(s string, pattern bool) string {
 		switch c := s[i]; {
 		case c >= 0x80:
 			return "non-ASCII character: write internationalised names in their xn-- form"
-		case !allowed(c), c == '*' && !pattern:
+		case kinds[c] == kOther, c == '*' && !pattern:
 			return fmt.Sprintf("invalid character %q", c)
 		case c == '*' && (i > 0 && s[i-1] != '.' || i+1 < len(s) && s[i+1] != '.'):
 			return "'*' inside a label: '*' stands for a whole label"
 		}
 	}
 	return ""
-}
-
-// allowed reports whether c may appear in a name or, for '*', a pattern.
-func allowed(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-_.*", c) >= 0
 }
 
 // isIPv4 reports whether a name of digits and dots, whose labels are at
