@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/pem"
 	"net/http"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -604,13 +605,19 @@ func TestChangeRotationThroughTheStore(t *testing.T) {
 	del(t, w.store, w.id1)
 	require.Equal(t, id3, mustGet(t, rt, w.up.URL).certID)
 
-	// Mapped before it exists: fails closed, then works once added.
+	// Mapped before it exists: Update refuses it and the old policy stays;
+	// once added, the same Update works.
 	four := clientLeaf(t, w.cliCA, "four")
 	p.Certificates = Map{w.up.Host: four.ID()}
-	require.NoError(t, sel.Update(p))
-	_, err := get(rt, w.up.URL)
+	err := sel.Update(p)
 	require.ErrorIs(t, err, ErrNotFound)
+	var pe *PolicyError
+	require.ErrorAs(t, err, &pe)
+	require.Len(t, pe.Problems, 1)
+	require.Equal(t, Problem{Level: LevelGateway, Field: "Certificates", Pattern: w.up.Host, Value: strconv.Quote(four.ID()), Err: pe.Problems[0].Err}, pe.Problems[0])
+	require.Equal(t, id3, mustGet(t, rt, w.up.URL).certID, "the old policy stays")
 	add(t, w.store, four.PEM())
+	require.NoError(t, sel.Update(p))
 	require.Equal(t, four.ID(), mustGet(t, rt, w.up.URL).certID)
 }
 

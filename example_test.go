@@ -95,13 +95,16 @@ func ExampleNew() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	missingID := strings.Repeat("0", 64) // never added to the store
+	legacyID, err := store.Add(ctx, exampleClientPEM(ca, "legacy-client"))
+	if err != nil {
+		log.Fatal(err)
+	}
 
 	sel, err := mtls.New(store, mtls.Policy{
 		Certificates: mtls.Map{
 			"payments.example.com": paymentsID, // any port
 			"*.example.com:8443":   internalID, // one label, port 8443 only
-			"legacy.example.com":   missingID,
+			"legacy.example.com":   legacyID,
 		},
 		RootCAs: ca.Pool, // verifies the upstreams; nil: the system pool
 	}, mtls.WithBaseTransport(base))
@@ -122,13 +125,23 @@ func ExampleNew() {
 		fmt.Println(saw)
 	}
 
+	// A certificate deleted while mapped: its host's requests fail closed,
+	// and never go out without a certificate.
+	if err := store.Delete(ctx, legacyID); err != nil {
+		log.Fatal(err)
+	}
 	_, err = exampleGet(sel.RoundTripper(), "https://legacy.example.com")
 	fmt.Println("legacy.example.com fails closed:", errors.Is(err, mtls.ErrNotFound))
+
+	// A policy naming it now is refused when it is set.
+	err = sel.Update(mtls.Policy{Certificates: mtls.Map{"legacy.example.com": legacyID}, RootCAs: ca.Pool})
+	fmt.Println("Update refused:", errors.Is(err, mtls.ErrNotFound))
 	// Output:
 	// payments.example.com saw CN=payments-client
 	// orders.example.com:8443 saw CN=internal-client
 	// orders.example.com saw no client certificate
 	// legacy.example.com fails closed: true
+	// Update refused: true
 }
 
 // ForAPI gives one API its own certificates: its patterns win over the

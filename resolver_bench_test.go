@@ -2,6 +2,7 @@ package mtls
 
 import (
 	"fmt"
+	"github.com/mtlsgo/mtls/internal/hostmatch"
 	"math/rand/v2"
 	"runtime"
 	"strconv"
@@ -254,13 +255,13 @@ func newLinear(api, gateway Map) *linear {
 	l := &linear{}
 	for li, m := range [2]Map{api, gateway} {
 		for pat, v := range m {
-			p := &parsedHost{}
-			p.parse(pat, true)
-			lp := linearPattern{value: v, name: p.name, api: li == 0, def: p.def, port: p.port, ip: p.ip, pattern: normString(p)}
-			if !p.ip {
-				lp.labels = strings.Split(p.name, ".")
+			p := &hostmatch.Host{}
+			p.ParsePattern(pat)
+			lp := linearPattern{value: v, name: p.Name(), api: li == 0, def: p.IsDefault(), port: p.Port(), ip: p.IsIP(), pattern: p.String()}
+			if !p.IsIP() {
+				lp.labels = strings.Split(p.Name(), ".")
 			} else {
-				lp.labels = []string{p.name}
+				lp.labels = []string{p.Name()}
 			}
 			for _, l := range lp.labels {
 				if l == "*" {
@@ -296,20 +297,21 @@ func (a *linearPattern) better(b *linearPattern) bool {
 }
 
 func (l *linear) resolve(host string) (string, bool) {
-	var h parsedHost
-	if h.parse(host, false) != "" {
+	var h hostmatch.Host
+	if h.Parse(host) != "" {
 		return "", false
 	}
-	if h.port == 0 {
-		h.port = 443
+	port := h.Port()
+	if port == 0 {
+		port = 443
 	}
 	var best *linearPattern
 	for i := range l.patterns {
 		p := &l.patterns[i]
-		if p.port != 0 && p.port != h.port || best != nil && !p.better(best) {
+		if p.port != 0 && p.port != port || best != nil && !p.better(best) {
 			continue
 		}
-		if p.def || p.wilds == 0 && p.name == h.name || p.wilds > 0 && !h.ip && labelsMatch(p.labels, h.name) {
+		if p.def || p.wilds == 0 && p.name == h.Name() || p.wilds > 0 && !h.IsIP() && labelsMatch(p.labels, h.Name()) {
 			best = p
 		}
 	}

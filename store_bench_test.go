@@ -32,6 +32,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/mtlsgo/mtls/internal/certkit"
+
 	"github.com/mtlsgo/mtls/mtlstest"
 )
 
@@ -77,7 +79,7 @@ func sbenchGenerate() (*sbenchFiles, error) {
 	if err != nil {
 		return nil, err
 	}
-	aead, err := fs.keys.get(false)
+	aead, err := fs.keys.Get(false)
 	if err != nil {
 		return nil, err
 	}
@@ -103,18 +105,18 @@ func sbenchGenerate() (*sbenchFiles, error) {
 					errs <- err
 					return
 				}
-				p, err := parsePEM(leaf.PEM())
+				p, err := certkit.Parse(leaf.PEM())
 				if err != nil {
 					errs <- err
 					return
 				}
-				sealed, err := sealKey(aead, p.id, p.key)
+				sealed, err := certkit.Seal(aead, p.ID, p.Key)
 				if err != nil {
 					errs <- err
 					return
 				}
-				f.names[i] = entryName(p.id)
-				f.data[i] = encodeEntry(newStored(p, p.chain, sealed))
+				f.names[i] = entryName(p.ID)
+				f.data[i] = certkit.Encode(certkit.NewData(p, p.Chain, sealed))
 			}
 			errs <- nil
 		}()
@@ -274,7 +276,7 @@ func BenchmarkStoreGet(b *testing.B) {
 			if c.TLS == nil || c.TLS.PrivateKey == nil {
 				b.Fatal("Get returned no private key")
 			}
-			var e *storeEntry
+			var e *fileEntry
 			if bc.recheck {
 				file.mu.RLock()
 				e = file.entries[id]

@@ -41,6 +41,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mtlsgo/mtls/internal/certkit"
+
 	"github.com/mtlsgo/mtls/mtlstest"
 	"github.com/stretchr/testify/require"
 )
@@ -245,23 +247,23 @@ func readCrashState(ctx context.Context, s *FileStore, id string) (crashState, e
 	if c.ID != id || c.Fingerprint != id {
 		return crashState{}, fmt.Errorf("Get %.12s returned ID %.12s", id, c.ID)
 	}
-	st := crashState{present: true, chain: len(d.chain), meta: c.Metadata}
+	st := crashState{present: true, chain: len(d.Chain), meta: c.Metadata}
 	if c.Leaf == nil {
 		st.chain = 0 // a bare public key
 	}
-	if c.HasPrivateKey != (d.sealed != nil) {
-		return crashState{}, fmt.Errorf("%.12s: HasPrivateKey %v but sealed key in the file: %v", id, c.HasPrivateKey, d.sealed != nil)
+	if c.HasPrivateKey != (d.Sealed != nil) {
+		return crashState{}, fmt.Errorf("%.12s: HasPrivateKey %v but sealed key in the file: %v", id, c.HasPrivateKey, d.Sealed != nil)
 	}
 	if c.HasPrivateKey {
 		if c.TLS == nil {
 			return crashState{}, fmt.Errorf("%.12s has a private key but no TLS certificate", id)
 		}
 		signer, ok := c.TLS.PrivateKey.(crypto.Signer)
-		if !ok || !publicKeyMatches(signer, c.Leaf.PublicKey) {
+		if !ok || !certkit.KeyMatches(signer, c.Leaf.PublicKey) {
 			return crashState{}, fmt.Errorf("%.12s: the decrypted key does not match the leaf", id)
 		}
-		if len(c.TLS.Certificate) != len(d.chain) {
-			return crashState{}, fmt.Errorf("%.12s: TLS chain of %d, file chain of %d", id, len(c.TLS.Certificate), len(d.chain))
+		if len(c.TLS.Certificate) != len(d.Chain) {
+			return crashState{}, fmt.Errorf("%.12s: TLS chain of %d, file chain of %d", id, len(c.TLS.Certificate), len(d.Chain))
 		}
 		st.key = true
 	}
@@ -287,7 +289,7 @@ func crashGetState(ctx context.Context, s *FileStore, id string) (crashState, er
 	switch {
 	case c.HasPrivateKey:
 		signer, ok := c.TLS.PrivateKey.(crypto.Signer)
-		if c.TLS == nil || !ok || !publicKeyMatches(signer, c.Leaf.PublicKey) {
+		if c.TLS == nil || !ok || !certkit.KeyMatches(signer, c.Leaf.PublicKey) {
 			return crashState{}, fmt.Errorf("%.12s: no key, or a key that does not match the leaf", id)
 		}
 		st.key, st.chain = true, len(c.TLS.Certificate)
@@ -300,7 +302,7 @@ func crashGetState(ctx context.Context, s *FileStore, id string) (crashState, er
 		if e == nil || e.data == nil {
 			return crashState{}, fmt.Errorf("%.12s: Get found it, but it is not in the store's cache", id)
 		}
-		st.chain = len(e.data.chain)
+		st.chain = len(e.data.Chain)
 	}
 	return st, nil
 }

@@ -246,7 +246,7 @@ func TestFileStoreListParsesNothing(t *testing.T) {
 	assert.ElementsMatch(t, []string{good, other}, ids)
 	_, err = s2.Get(ctx, other)
 	assert.ErrorIs(t, err, mtls.ErrNotFound)
-	assert.ErrorContains(t, err, "does not match the file name")
+	assert.ErrorContains(t, err, "does not match the name")
 	_, err = s2.Metadata(ctx, other)
 	assert.ErrorIs(t, err, mtls.ErrNotFound)
 	c, err := s2.Get(ctx, good)

@@ -12,49 +12,49 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mtlsgo/mtls/internal/certkit"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/mtlsgo/mtls/mtlstest"
 )
 
 // FuzzAdd feeds arbitrary bytes to Add: it must never panic, must agree
-// with parsePEM, and an accepted entry must come back from Get under its
-// ID and survive the FileStore's file encoding.
+// with certkit.Parse, and an accepted entry must come back from Get under
+// its ID and survive the FileStore's file encoding.
 func FuzzAdd(f *testing.F) {
 	f.Add([]byte(""))
 	f.Add([]byte("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"))
 	ctx := context.Background()
 	s := NewMemoryStore([]byte("fuzz"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p, perr := parsePEM(data)
+		p, perr := certkit.Parse(data)
 		id, err := s.Add(ctx, data)
 		if perr != nil {
-			require.Error(t, err, "Add accepted what parsePEM rejects")
-			require.Equal(t, perr.Error(), err.Error())
+			require.Error(t, err, "Add accepted what certkit.Parse rejects")
+			require.Equal(t, "mtls: "+perr.Error(), err.Error())
 			return
 		}
 		if err != nil {
-			require.ErrorIs(t, err, ErrExpired, "parsePEM accepted, Add rejected")
+			require.ErrorIs(t, err, ErrExpired, "certkit.Parse accepted, Add rejected")
 			return
 		}
-		require.Equal(t, p.id, id)
+		require.Equal(t, p.ID, id)
 		c, err := s.Get(ctx, id)
 		require.NoError(t, err)
 		require.Equal(t, id, c.ID)
-		require.Equal(t, p.key != nil, c.TLS != nil)
+		require.Equal(t, p.Key != nil, c.TLS != nil)
 		require.NotEmpty(t, c.Pin())
 
-		d := newStored(p, p.chain, nil)
-		if p.key != nil {
-			d.sealed = []byte("0123456789ab0123456789abcdef") // shape only
-			d.meta.HasPrivateKey = true
+		d := certkit.NewData(p, p.Chain, nil)
+		if p.Key != nil {
+			d.Sealed = []byte("0123456789ab0123456789abcdef") // shape only
 		}
-		back, err := decodeEntry(id, encodeEntry(d))
+		back, err := decodeEntry(id, certkit.Encode(d))
 		require.NoError(t, err, "a stored entry does not decode")
-		require.Equal(t, d.chain, back.chain)
-		require.Equal(t, d.spki, back.spki)
-		require.Equal(t, d.sealed, back.sealed)
-		require.Equal(t, d.meta.HasPrivateKey, back.meta.HasPrivateKey)
+		require.Equal(t, d.Chain, back.Chain)
+		require.Equal(t, d.SPKI, back.SPKI)
+		require.Equal(t, d.Sealed, back.Sealed)
 		require.NoError(t, s.Delete(ctx, id))
 	})
 }
@@ -64,7 +64,7 @@ func FuzzAdd(f *testing.F) {
 // panic, and every error must wrap ErrNotFound.
 func FuzzAddFileDecode(f *testing.F) {
 	f.Add([]byte(""))
-	f.Add([]byte(checksumBeginTag + "\n-----END MTLS CHECKSUM-----\n"))
+	f.Add([]byte("-----BEGIN MTLS CHECKSUM-----\n-----END MTLS CHECKSUM-----\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// The name the file would need: that of its first block.
 		id := "0000000000000000000000000000000000000000000000000000000000000000"
@@ -77,12 +77,12 @@ func FuzzAddFileDecode(f *testing.F) {
 			require.Nil(t, d)
 			return
 		}
-		require.Equal(t, id, d.meta.ID)
-		back, err := decodeEntry(id, encodeEntry(d))
+		require.Equal(t, id, d.ID)
+		back, err := decodeEntry(id, certkit.Encode(d))
 		require.NoError(t, err, "a decoded entry does not survive encoding")
-		require.Equal(t, d.chain, back.chain)
-		require.Equal(t, d.sealed, back.sealed)
-		require.Equal(t, d.spki, back.spki)
+		require.Equal(t, d.Chain, back.Chain)
+		require.Equal(t, d.Sealed, back.Sealed)
+		require.Equal(t, d.SPKI, back.SPKI)
 	})
 }
 
@@ -150,15 +150,15 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	// FileStore files: valid ones, and the same damaged.
 	files := map[string][]byte{}
 	for name, l := range map[string]*mtlstest.Leaf{"p256": p256, "ed25519": ed} {
-		p, err := parsePEM(l.PEM())
+		p, err := certkit.Parse(l.PEM())
 		require.NoError(t, err)
-		data := encodeEntry(newStored(p, p.chain, []byte("0123456789ab0123456789abcdef")))
+		data := certkit.Encode(certkit.NewData(p, p.Chain, []byte("0123456789ab0123456789abcdef")))
 		files["file-"+name] = data
 		files["file-"+name+"-truncated"] = data[:len(data)-20]
 	}
-	p, err := parsePEM(pub)
+	p, err := certkit.Parse(pub)
 	require.NoError(t, err)
-	files["file-public-key"] = encodeEntry(newStored(p, nil, nil))
+	files["file-public-key"] = certkit.Encode(certkit.NewData(p, nil, nil))
 	write("FuzzAddFileDecode", files)
 }
 
@@ -167,4 +167,16 @@ func mustPKCS1(t *testing.T, l *mtlstest.Leaf) []byte {
 	k, ok := l.Key.(*rsa.PrivateKey)
 	require.True(t, ok)
 	return x509.MarshalPKCS1PrivateKey(k)
+}
+
+// decodeEntry checks and parses the file contents of the entry named id,
+// as a FileStore does in two steps (readEntry, then storeEntry.decode);
+// every error wraps ErrNotFound.
+func decodeEntry(id string, data []byte) (*certkit.Data, error) {
+	body, err := certkit.Check(id, data)
+	if err != nil {
+		return nil, fromKit(err)
+	}
+	d, err := certkit.Decode(id, body)
+	return d, fromKit(err)
 }

@@ -2,14 +2,12 @@ package mtls
 
 import (
 	"context"
-	"crypto"
 	"crypto/cipher"
 	"crypto/rand"
 	"slices"
-	"sort"
 	"sync"
-	"sync/atomic"
-	"time"
+
+	"github.com/mtlsgo/mtls/internal/certkit"
 )
 
 // MemoryStore is a [CertStore] that keeps its entries in memory, for tests
@@ -18,16 +16,18 @@ import (
 // derived from the secret (see [NewMemoryStore]) and decrypted on the first
 // Get of each entry.
 //
-// The zero value is not usable; call [NewMemoryStore]. A MemoryStore is
-// safe for concurrent use by multiple goroutines.
+// A MemoryStore is safe for concurrent use by multiple goroutines. The zero
+// MemoryStore is an empty store without a secret: it holds certificates and
+// public keys, and refuses private keys.
 type MemoryStore struct {
-	keys *storeKeyring
+	init sync.Once
+	keys *certkit.Keyring
 
-	wmu     sync.Mutex // serialises Add and Delete
-	mu      sync.RWMutex
+	wmu     sync.Mutex   // serialises Add and Delete
+	mu      sync.RWMutex // guards entries
 	entries map[string]*storeEntry
 
-	subs storeNotifier
+	subs subscribers
 }
 
 // NewMemoryStore returns an empty MemoryStore whose private keys are
@@ -39,80 +39,84 @@ type MemoryStore struct {
 // With a nil or empty secret the store accepts certificates and public
 // keys but rejects data holding a private key. secret is copied.
 func NewMemoryStore(secret []byte) *MemoryStore {
-	salt := make([]byte, kdfSaltLen)
-	if _, err := rand.Read(salt); err != nil {
-		panic("mtls: cannot read random salt: " + err.Error()) // crypto/rand does not fail
-	}
-	params := argon2Params
-	s := &MemoryStore{entries: make(map[string]*storeEntry)}
-	s.keys = newStoreKeyring(secret, func(secret []byte, _ bool) (cipher.AEAD, bool, error) {
-		a, err := deriveAEAD(secret, salt, params)
-		return a, false, err
-	})
+	s := &MemoryStore{}
+	s.setup(secret)
 	return s
+}
+
+// setup makes the store's keyring and map, once; the zero MemoryStore gets
+// them on first use, without a secret.
+func (s *MemoryStore) setup(secret []byte) {
+	s.init.Do(func() {
+		salt := make([]byte, certkit.SaltLen)
+		rand.Read(salt) // crypto/rand.Read never fails
+		params := certkit.DefaultParams
+		s.keys = certkit.NewKeyring(secret, func(secret []byte, _ bool) (cipher.AEAD, error) {
+			return certkit.DeriveAEAD(secret, salt, params)
+		})
+		s.entries = make(map[string]*storeEntry)
+	})
 }
 
 // Add implements [CertStore.Add]. The limits: 1 MiB of PEM, 16
 // certificates in a chain, RSA keys of 8192 bits. The first Add of a
 // private key derives the store key (see [NewMemoryStore]).
 func (s *MemoryStore) Add(ctx context.Context, pemData []byte) (string, error) {
-	if err := storeCtxErr(ctx); err != nil {
+	s.setup(nil)
+	if err := ctxErr(ctx); err != nil {
 		return "", err
 	}
-	p, err := parsePEM(pemData)
+	p, err := parseAdd(pemData, s.keys)
 	if err != nil {
 		return "", err
 	}
-	if err := checkNotExpired(p, time.Now()); err != nil {
+	changed, err := s.add(p)
+	if err != nil {
 		return "", err
 	}
-	if p.key != nil && !s.keys.hasSecret() {
-		return "", errNoSecret
+	if changed {
+		s.subs.notify(p.ID)
 	}
+	return p.ID, nil
+}
 
+func (s *MemoryStore) add(p *certkit.Parsed) (bool, error) {
 	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	s.mu.RLock()
-	cur := s.entries[p.id]
+	cur := s.entries[p.ID]
 	s.mu.RUnlock()
-	var curData *storeData
+	var curData *certkit.Data
 	if cur != nil {
 		curData = cur.data
 	}
-	chain, sealed, sealNew, changed := mergeAdd(curData, p)
+	chain, sealed, sealNew, changed := certkit.Merge(curData, p)
 	if !changed {
-		s.wmu.Unlock()
-		return p.id, nil
+		return false, nil
 	}
 	if sealNew {
-		aead, err := s.keys.get(true)
+		aead, err := s.keys.Get(true)
 		if err == nil {
-			sealed, err = sealKey(aead, p.id, p.key)
+			sealed, err = certkit.Seal(aead, p.ID, p.Key)
 		}
 		if err != nil {
-			s.wmu.Unlock()
-			return "", err
+			return false, fromKit(err)
 		}
 	}
-	e := &storeEntry{data: newStored(p, chain, sealed)}
+	e := &storeEntry{data: certkit.NewData(p, chain, sealed)}
 	s.mu.Lock()
-	s.entries[p.id] = e
+	s.entries[p.ID] = e
 	s.mu.Unlock()
-	s.wmu.Unlock()
-
-	s.subs.notify(p.id)
-	return p.id, nil
+	return true, nil
 }
 
 // Get implements [CertStore.Get]. The private key is decrypted on the
 // first Get of an entry; later calls return the same *Certificate without
 // allocating, until the entry is replaced or deleted.
 func (s *MemoryStore) Get(ctx context.Context, id string) (*Certificate, error) {
-	e, err := s.lookup(ctx, id)
+	e, id, err := s.lookup(ctx, id)
 	if err != nil {
 		return nil, err
-	}
-	if c := e.cert.Load(); c != nil {
-		return c, nil
 	}
 	return e.certificate(id, s.keys)
 }
@@ -120,35 +124,39 @@ func (s *MemoryStore) Get(ctx context.Context, id string) (*Certificate, error) 
 // Metadata returns the metadata of the entry with ID id without decrypting
 // anything. Errors are those of Get.
 func (s *MemoryStore) Metadata(ctx context.Context, id string) (Metadata, error) {
-	e, err := s.lookup(ctx, id)
+	e, _, err := s.lookup(ctx, id)
 	if err != nil {
 		return Metadata{}, err
 	}
-	return e.data.metadata(), nil
+	return cloneMetadata(metadataOf(e.data, e.data.Sealed != nil)), nil
 }
 
-func (s *MemoryStore) lookup(ctx context.Context, id string) (*storeEntry, error) {
-	if err := storeCtxErr(ctx); err != nil {
-		return nil, err
+func (s *MemoryStore) lookup(ctx context.Context, id string) (*storeEntry, string, error) {
+	s.setup(nil)
+	if err := ctxErr(ctx); err != nil {
+		return nil, "", err
 	}
-	if !isPlainID(id) {
-		return nil, checkID(id)
+	id, err := plainID(id)
+	if err != nil {
+		return nil, "", err
 	}
 	s.mu.RLock()
 	e := s.entries[id]
 	s.mu.RUnlock()
 	if e == nil {
-		return nil, errIDNotFound(id)
+		return nil, "", errIDNotFound(id)
 	}
-	return e, nil
+	return e, id, nil
 }
 
 // Delete implements [CertStore.Delete].
 func (s *MemoryStore) Delete(ctx context.Context, id string) error {
-	if err := storeCtxErr(ctx); err != nil {
+	s.setup(nil)
+	if err := ctxErr(ctx); err != nil {
 		return err
 	}
-	if err := checkID(id); err != nil {
+	id, err := plainID(id)
+	if err != nil {
 		return err
 	}
 	s.wmu.Lock()
@@ -166,7 +174,8 @@ func (s *MemoryStore) Delete(ctx context.Context, id string) error {
 
 // List implements [CertStore.List].
 func (s *MemoryStore) List(ctx context.Context) ([]string, error) {
-	if err := storeCtxErr(ctx); err != nil {
+	s.setup(nil)
+	if err := ctxErr(ctx); err != nil {
 		return nil, err
 	}
 	s.mu.RLock()
@@ -175,150 +184,12 @@ func (s *MemoryStore) List(ctx context.Context) ([]string, error) {
 		ids = append(ids, id)
 	}
 	s.mu.RUnlock()
-	sort.Strings(ids)
+	slices.Sort(ids)
 	return ids, nil
 }
 
 // Notify implements [Notifier]: fn is called before Add (of new content)
 // and Delete return.
 func (s *MemoryStore) Notify(fn func(id string)) (stop func()) {
-	stop, _ = s.subs.add(fn)
-	return stop
-}
-
-// storeEntry is one stored entry with its cache. err, fi and checked are
-// set before the entry is published and never change; a change of the
-// entry makes a new entry, so the cache never outlives it. data is set
-// before the entry is published too, except for an entry that a FileStore
-// read from its file: raw then holds the file's checked body, which decode
-// parses on first use, so that listing a store parses nothing.
-type storeEntry struct {
-	err error // FileStore: the file failed its checks; nothing else is set
-
-	fi      fileSig      // FileStore: the file data was read from
-	checked atomic.Int64 // FileStore: monotonic time of the last check of fi
-
-	mu       sync.Mutex // serialises decoding raw and building cert
-	raw      []byte     // FileStore: the body to parse; under mu
-	data     *storeData // under mu while raw is set
-	parseErr error      // the body did not parse; under mu
-	cert     atomic.Pointer[Certificate]
-}
-
-// decode returns the entry's data, parsing the file body of a FileStore
-// entry on first use. Its error wraps ErrNotFound.
-func (e *storeEntry) decode(id string) (*storeData, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.decodeLocked(id)
-}
-
-func (e *storeEntry) decodeLocked(id string) (*storeData, error) {
-	if e.data == nil && e.parseErr == nil {
-		e.data, e.parseErr = parseEntryBody(id, e.raw)
-		e.raw = nil
-	}
-	return e.data, e.parseErr
-}
-
-// certificate builds, caches and returns the entry's Certificate,
-// decrypting its key once.
-func (e *storeEntry) certificate(id string, keys *storeKeyring) (*Certificate, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if c := e.cert.Load(); c != nil {
-		return c, nil
-	}
-	d, err := e.decodeLocked(id)
-	if err != nil {
-		return nil, err
-	}
-	var key crypto.Signer
-	if d.sealed != nil {
-		aead, err := keys.get(false)
-		if err != nil {
-			return nil, err
-		}
-		if key, err = openKey(aead, id, d.sealed, d.pub); err != nil {
-			return nil, err
-		}
-	}
-	c := newCertificate(d.meta, d.chain, d.leaf, d.pub, d.spki, key)
-	e.cert.Store(c)
-	return c, nil
-}
-
-// storeNotifier is a set of subscribers.
-type storeNotifier struct {
-	mu   sync.Mutex
-	next uint64
-	fns  map[uint64]func(string)
-	// onCount, if set, is called under mu with the number of subscribers
-	// after each change of it.
-	onCount func(n int)
-}
-
-// add registers fn and returns its stop function and the number of
-// subscribers after adding it.
-func (n *storeNotifier) add(fn func(string)) (stop func(), count int) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.fns == nil {
-		n.fns = make(map[uint64]func(string))
-	}
-	key := n.next
-	n.next++
-	n.fns[key] = fn
-	if n.onCount != nil {
-		n.onCount(len(n.fns))
-	}
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			n.mu.Lock()
-			defer n.mu.Unlock()
-			if _, ok := n.fns[key]; !ok {
-				return
-			}
-			delete(n.fns, key)
-			if n.onCount != nil {
-				n.onCount(len(n.fns))
-			}
-		})
-	}, len(n.fns)
-}
-
-// notify calls every subscriber with id, in the order they subscribed.
-// The caller must hold no lock of the store.
-func (n *storeNotifier) notify(ids ...string) {
-	n.mu.Lock()
-	if len(n.fns) == 0 {
-		n.mu.Unlock()
-		return
-	}
-	keys := make([]uint64, 0, len(n.fns))
-	for k := range n.fns {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	fns := make([]func(string), len(keys))
-	for i, k := range keys {
-		fns[i] = n.fns[k]
-	}
-	n.mu.Unlock()
-	for _, id := range ids {
-		for _, fn := range fns {
-			fn(id)
-		}
-	}
-}
-
-// clear removes every subscriber.
-func (n *storeNotifier) clear() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.fns = nil
-	if n.onCount != nil {
-		n.onCount(0)
-	}
+	return s.subs.add(fn)
 }

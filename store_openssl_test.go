@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mtlsgo/mtls/internal/certkit"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -138,7 +140,7 @@ func TestAddAcceptsOpenSSLKeys(t *testing.T) {
 		b, _ := pem.Decode([]byte(enc[strings.Index(enc, "-----BEGIN"):]))
 		require.NotNil(t, b)
 		require.Contains(t, b.Headers["Proc-Type"], "ENCRYPTED")
-		_, err := parsePEM(append(leaves(t)["rsa"].CertPEM, enc...))
-		assert.ErrorIs(t, err, errEncrypted)
+		_, err := certkit.Parse(append(leaves(t)["rsa"].CertPEM, enc...))
+		assert.ErrorIs(t, err, certkit.ErrEncrypted)
 	})
 }

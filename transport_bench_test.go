@@ -175,16 +175,20 @@ func BenchmarkDispatch(b *testing.B) {
 		{"host=unnormalised", "API.Example.TEST.", st.clientID, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			e, err := sel.entryFor(ctx, bc.host)
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+bc.host+"/", nil)
 			if err != nil {
 				b.Fatal(err)
 			}
-			if e.r.certID != bc.certID || (e.r.pins != nil) != bc.pinned {
-				b.Fatalf("entryFor(%q): certificate %s, pinned %v; want %s, %v", bc.host, e.r.certID, e.r.pins != nil, bc.certID, bc.pinned)
+			e, err := sel.entryFor(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if r := e.route.target; r.certID != bc.certID || (r.pins != nil) != bc.pinned {
+				b.Fatalf("entryFor(%q): certificate %s, pinned %v; want %s, %v", bc.host, r.certID, r.pins != nil, bc.certID, bc.pinned)
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := sel.entryFor(ctx, bc.host); err != nil {
+				if _, err := sel.entryFor(req); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -744,7 +748,7 @@ func BenchmarkHosts(b *testing.B) {
 	poolSize := func() int {
 		sel.pool.mu.RLock()
 		defer sel.pool.mu.RUnlock()
-		return len(sel.pool.m)
+		return len(sel.pool.entries)
 	}
 
 	var before runtime.MemStats

@@ -130,63 +130,63 @@ func TestSequentialRequestsReuseTheirConnection(t *testing.T) {
 	require.Len(t, up.presented(), 1, "one handshake for 21 sequential requests")
 }
 
-// §3 "Fail closed": a mapping whose certificate is missing, expired or has
-// no private key fails the request with an error naming the host and the
-// value, before any connection is made.
+// §3 "Fail closed": a mapping whose certificate goes missing, expires or
+// loses its private key after the policy was set fails the request with an
+// error naming the host and the value, before any connection is made.
+// (When the policy is set, New refuses such values: TestFailFast.)
 func TestFailClosedBeforeAnyConnection(t *testing.T) {
 	srvCA, cliCA := newCA(t, "servers"), newCA(t, "clients")
 	good := clientLeaf(t, cliCA, "good")
 	expired := expiredLeaf(t, cliCA, "expired")
-	dir := t.TempDir()
-
 	notYet := issue(t, cliCA, mtlstest.Options{CommonName: "not yet valid",
 		NotBefore: time.Now().Add(time.Hour), NotAfter: time.Now().Add(48 * time.Hour)})
-
+	dir := t.TempDir()
 	store := newStore(t)
-	certOnlyID := add(t, store, good.CertPEM) // a certificate without its key
-	notYetID := add(t, store, notYet.PEM())   // the store rejects only expired leaves
-	expiredInline := string(expired.PEM())
-	keylessInline := string(good.CertPEM)
 
 	cases := []struct {
-		name    string
-		value   string
-		want    error
-		inline  bool
-		atNewOK bool // New may reject the value instead of the request
+		name  string
+		value func(t *testing.T) (value string, breakIt func())
+		want  error
 	}{
-		{name: "missing store ID", value: strings.Repeat("0123456789abcdef", 4), want: ErrNotFound},
-		{name: "missing store ID behind an organisation prefix", value: "org1" + strings.Repeat("fedcba9876543210", 4), want: ErrNotFound},
-		{name: "missing file", value: dir + "/no-such-file.pem", want: ErrNotFound},
-		{name: "expired certificate in a file", value: writeFile(t, dir, "expired.pem", expired.PEM()), want: ErrExpired},
-		{name: "expired certificate inline", value: expiredInline, want: ErrExpired, inline: true},
-		{name: "not yet valid certificate in a file", value: writeFile(t, dir, "notyet.pem", notYet.PEM()), want: ErrExpired},
-		{name: "not yet valid certificate in the store", value: notYetID, want: ErrExpired},
-		{name: "store certificate without key", value: certOnlyID, want: ErrNoPrivateKey},
-		{name: "store public key", value: add(t, store, publicKeyPEM(t, good)), want: ErrNoPrivateKey},
-		{name: "file without key", value: writeFile(t, dir, "nokey.pem", good.CertPEM), want: ErrNoPrivateKey},
-		{name: "inline without key", value: keylessInline, want: ErrNoPrivateKey, inline: true, atNewOK: true},
+		{"store ID deleted", func(t *testing.T) (string, func()) {
+			id := add(t, store, good.PEM())
+			return id, func() { del(t, store, id) }
+		}, ErrNotFound},
+		{"store ID behind an organisation prefix deleted", func(t *testing.T) (string, func()) {
+			id := add(t, store, good.PEM())
+			return "org1" + id, func() { del(t, store, id) }
+		}, ErrNotFound},
+		{"file removed", func(t *testing.T) (string, func()) {
+			path := writeFile(t, dir, t.Name()[len("TestFailClosedBeforeAnyConnection/"):]+".pem", good.PEM())
+			return path, func() { require.NoError(t, os.Remove(path)) }
+		}, ErrNotFound},
+		{"file replaced by an expired certificate", func(t *testing.T) (string, func()) {
+			path := writeFile(t, dir, "expired.pem", good.PEM())
+			return path, func() { replaceFile(t, path, expired.PEM()) }
+		}, ErrExpired},
+		{"file replaced by a certificate not yet valid", func(t *testing.T) (string, func()) {
+			path := writeFile(t, dir, "notyet.pem", good.PEM())
+			return path, func() { replaceFile(t, path, notYet.PEM()) }
+		}, ErrExpired},
+		{"file replaced by a certificate without key", func(t *testing.T) (string, func()) {
+			path := writeFile(t, dir, "nokey.pem", good.PEM())
+			return path, func() { replaceFile(t, path, good.CertPEM) }
+		}, ErrNoPrivateKey},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			up := tlsUpstream(t, serverLeaf(t, srvCA, "up"), cliCA)
-			sel, err := New(store, Policy{Certificates: Map{up.Host: c.value}, RootCAs: srvCA.Pool})
-			if err != nil && c.atNewOK {
-				require.ErrorIs(t, err, c.want)
-				requireNamesValue(t, err, c.value, c.inline)
-				return
-			}
-			require.NoError(t, err)
-			t.Cleanup(func() { sel.Close() })
-
+			value, breakIt := c.value(t)
+			sel := newSelector(t, store, Policy{Certificates: Map{up.Host: value}, RootCAs: srvCA.Pool})
+			breakIt()
 			for _, rt := range []http.RoundTripper{sel.RoundTripper(), sel.RoundTripper()} {
-				_, err = get(rt, up.URL)
+				_, err := get(rt, up.URL)
 				require.Error(t, err, "the request went ahead without a usable certificate")
 				require.ErrorIs(t, err, c.want)
 				require.Contains(t, err.Error(), up.Host, "the error names the host")
-				requireNamesValue(t, err, c.value, c.inline)
+				requireNamesValue(t, err, value, false)
 			}
-			_, err = sel.TransportFor(up.Host)
+			_, err := sel.TransportFor(up.Host)
 			require.ErrorIs(t, err, c.want, "TransportFor fails closed too")
 			_, err = sel.TLSConfigFor(up.Host)
 			require.ErrorIs(t, err, c.want, "TLSConfigFor fails closed too")
@@ -309,10 +309,12 @@ func TestPlainHTTPPassesThroughUntouched(t *testing.T) {
 	t.Cleanup(plain.Close)
 	// A mapping that fails closed and a pin that fails every TLS upstream:
 	// neither is about plain HTTP.
+	path := writeFile(t, t.TempDir(), "client.pem", leaf.PEM())
 	sel := newSelector(t, nil, Policy{
-		Certificates:     Map{"*": t.TempDir() + "/missing.pem"},
+		Certificates:     Map{"*": path},
 		PinnedPublicKeys: Map{"*": pinFor(leaf.Cert)},
 	})
+	require.NoError(t, os.Remove(path))
 	req, err := http.NewRequest(http.MethodPost, plain.URL+"/p?q=1", strings.NewReader("body"))
 	require.NoError(t, err)
 	req.Header.Set("X-Test", "kept")

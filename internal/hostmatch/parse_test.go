@@ -1,4 +1,4 @@
-package mtls
+package hostmatch
 
 import (
 	"net/netip"
@@ -10,28 +10,29 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Tests of the pattern syntax and of wildcard masks (wildcard.go).
+// Tests of the pattern syntax (parse.go), hashing (hash.go) and wildcard masks
+// (mask.go).
 
 func TestParsePattern(t *testing.T) {
 	tests := []struct {
 		pattern string
-		want    parsedHost // offsets and sum not compared
+		want    Host // offsets and sum not compared
 	}{
-		{"*", parsedHost{name: "*", def: true}},
-		{"*.", parsedHost{name: "*", def: true}},
-		{"API.Example.com.", parsedHost{name: "api.example.com", n: 3}},
-		{"*.Example.com:8443", parsedHost{name: "*.example.com", port: 8443, wild: true, n: 3}},
-		{"a.*.*.b", parsedHost{name: "a.*.*.b", wild: true, n: 4}},
-		{"*.*", parsedHost{name: "*.*", wild: true, n: 2}},
-		{"10.0.0.1:443", parsedHost{name: "10.0.0.1", port: 443, ip: true}},
-		{"[::1]", parsedHost{name: "::1", ip: true}},
-		{"example.123", parsedHost{name: "example.123", n: 2}},
-		{strings.Repeat("a.", 126) + "a", parsedHost{name: strings.Repeat("a.", 126) + "a", n: 127}},
+		{"*", Host{name: "*", isDefault: true}},
+		{"*.", Host{name: "*", isDefault: true}},
+		{"API.Example.com.", Host{name: "api.example.com", labels: 3}},
+		{"*.Example.com:8443", Host{name: "*.example.com", port: 8443, wild: true, labels: 3}},
+		{"a.*.*.b", Host{name: "a.*.*.b", wild: true, labels: 4}},
+		{"*.*", Host{name: "*.*", wild: true, labels: 2}},
+		{"10.0.0.1:443", Host{name: "10.0.0.1", port: 443, ip: true}},
+		{"[::1]", Host{name: "::1", ip: true}},
+		{"example.123", Host{name: "example.123", labels: 2}},
+		{strings.Repeat("a.", 126) + "a", Host{name: strings.Repeat("a.", 126) + "a", labels: 127}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.pattern, func(t *testing.T) {
-			var h parsedHost
-			require.Empty(t, h.parse(tt.pattern, true))
+			var h Host
+			require.Empty(t, h.ParsePattern(tt.pattern))
 			h.offs, h.sum = tt.want.offs, 0
 			assert.Equal(t, tt.want, h)
 		})
@@ -39,20 +40,20 @@ func TestParsePattern(t *testing.T) {
 }
 
 func TestParseLabelOffsets(t *testing.T) {
-	var h parsedHost
-	require.Empty(t, h.parse("Ab.c.DEF.:8443", false))
-	require.Equal(t, 3, h.n)
-	assert.Equal(t, []string{"ab", "c", "def"}, []string{h.labels(0, 1), h.labels(1, 2), h.labels(2, 3)})
-	assert.Equal(t, "c.def", h.labels(1, 3))
-	assert.Equal(t, "ab.c.def", h.labels(0, 3))
+	var h Host
+	require.Empty(t, h.Parse("Ab.c.DEF.:8443"))
+	require.Equal(t, 3, h.labels)
+	assert.Equal(t, []string{"ab", "c", "def"}, []string{h.label(0, 1), h.label(1, 2), h.label(2, 3)})
+	assert.Equal(t, "c.def", h.label(1, 3))
+	assert.Equal(t, "ab.c.def", h.label(0, 3))
 }
 
-// TestNameSum checks the sum that parseName computes in its scan against
+// TestNameSum checks the sum that scanLabels computes against
 // labelHash, which the masks use.
 func TestNameSum(t *testing.T) {
 	for _, name := range []string{"a", "Ab.c_d.DEF.g", "x.y-z.example.com", strings.Repeat("ab.", 80) + "c"} {
-		var h parsedHost
-		require.Empty(t, h.parse(name, false), name)
+		var h Host
+		require.Empty(t, h.Parse(name), name)
 		var want uint64
 		for _, label := range strings.Split(strings.ToLower(name), ".") {
 			want = want*sumBase + labelHash(label)
@@ -60,9 +61,9 @@ func TestNameSum(t *testing.T) {
 		assert.Equal(t, want, h.sum, name)
 	}
 	assert.NotEqual(t, labelHash("a_b"), labelHash("a.b"))
-	var a, b parsedHost
-	require.Empty(t, a.parse("a.b", false))
-	require.Empty(t, b.parse("a_b", false))
+	var a, b Host
+	require.Empty(t, a.Parse("a.b"))
+	require.Empty(t, b.Parse("a_b"))
 	assert.NotEqual(t, a.sum, b.sum)
 	assert.Equal(t, labelHash("AbC"), labelHash("abc"))
 }
@@ -84,8 +85,8 @@ func TestIsIPv4AgreesWithNetip(t *testing.T) {
 	for _, s := range []string{"0.0.0.0", "1.2.3.4", "255.255.255.255", "256.1.1.1", "1.2.3", "1.2.3.4.5", "01.2.3.4",
 		"1.2.3.04", "1..3.4", ".1.2.3", "1.2.3.", "0000.1.1.1", "1234.1.1.1", "10.0.0.00", "9.9.9.9"} {
 		a, err := netip.ParseAddr(s)
-		var h parsedHost
-		reason := h.parse(s, false)
+		var h Host
+		reason := h.Parse(s)
 		assert.Equal(t, err == nil && a.Is4(), reason == "", "%s: %s", s, reason)
 		assert.Equal(t, err == nil && a.Is4(), h.ip, s)
 	}
@@ -106,8 +107,8 @@ func TestMask(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.pattern, func(t *testing.T) {
-			var p parsedHost
-			require.Empty(t, p.parse(tt.pattern, true))
+			var p Host
+			require.Empty(t, p.ParsePattern(tt.pattern))
 			m := newMask(&p)
 			assert.Equal(t, tt.shape, m.shape)
 			assert.Equal(t, tt.stars, m.stars)
@@ -146,20 +147,20 @@ func TestMaskMatches(t *testing.T) {
 			"a.b.c.d.x.f.g":  false,
 		},
 	} {
-		var p parsedHost
-		require.Empty(t, p.parse(pattern, true))
+		var p Host
+		require.Empty(t, p.ParsePattern(pattern))
 		m := newMask(&p)
 		for host, want := range hosts {
-			var h parsedHost
-			require.Empty(t, h.parse(host, false), host)
-			require.Equal(t, p.n, h.n, host)
+			var h Host
+			require.Empty(t, h.Parse(host), host)
+			require.Equal(t, p.labels, h.labels, host)
 			assert.Equal(t, want, m.matches(p.name, &h), "%s ~ %s", pattern, host)
 			assert.Equal(t, want, m.hash(&h) == mix(p.sum), "%s ~ %s: hash", pattern, host)
 		}
 	}
-	var p, h parsedHost
-	require.Empty(t, p.parse("api.*.example.*", true))
-	require.Empty(t, h.parse("api.x.example.com", false))
+	var p, h Host
+	require.Empty(t, p.ParsePattern("api.*.example.*"))
+	require.Empty(t, h.Parse("api.x.example.com"))
 	m := newMask(&p)
 	for _, pattern := range []string{"", "api.*", "api.*.example", "api.*.example.*.", "*.*.example.*", "api.x.example.com", "api.*.example.*x"} {
 		assert.False(t, m.matches(pattern, &h), strconv.Quote(pattern))
@@ -167,11 +168,12 @@ func TestMaskMatches(t *testing.T) {
 }
 
 func TestMasksInPrecedenceOrder(t *testing.T) {
-	r, err := NewResolver(values("x.*.b.c", "*.*.b.c"), values("*.a.b.c", "x.y.z.*", "*.*.*.c"))
+	r, err := Compile(map[string]string{"x.*.b.c": "1", "*.*.b.c": "2"},
+		map[string]string{"*.a.b.c": "3", "x.y.z.*": "4", "*.*.*.c": "5"})
 	require.NoError(t, err)
 	var shapes [2][]string
-	for i := range r.masks {
-		for _, m := range r.masks[i][4] {
+	for i := range r.byLabels {
+		for _, m := range r.byLabels[i][4] {
 			shapes[i] = append(shapes[i], m.shape)
 		}
 	}

@@ -1,0 +1,147 @@
+package mtls
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/mtlsgo/mtls/internal/certkit"
+)
+
+// Errors reported by this package, matched with errors.Is. Errors returned
+// by the package wrap one of them where one applies, name the host,
+// pattern or value concerned, and never contain key material: inline PEM
+// is named by its SHA-256. Every error's text starts with "mtls: " once.
+var (
+	// ErrNotFound: no certificate, key or file with that ID or path.
+	ErrNotFound = errors.New("mtls: not found")
+	// ErrPinMismatch: the upstream's leaf key matches none of the host's pins,
+	// or the host has no usable pin left.
+	ErrPinMismatch = errors.New("mtls: public key pin mismatch")
+	// ErrNoPrivateKey: a client certificate was mapped that has no private key.
+	ErrNoPrivateKey = errors.New("mtls: certificate has no private key")
+	// ErrExpired: a certificate is outside its validity period.
+	ErrExpired = errors.New("mtls: certificate expired")
+	// ErrInvalidPattern: a host pattern of a Map is malformed.
+	ErrInvalidPattern = errors.New("mtls: invalid host pattern")
+	// ErrInvalidValue: a value of a Map cannot name a certificate or a pin,
+	// such as a certificate ID written in upper case or a pin list separated
+	// by semicolons. The error says what was probably meant.
+	ErrInvalidValue = errors.New("mtls: invalid map value")
+	// ErrDecrypt: a stored private key could not be decrypted, most often
+	// because the store was opened with another secret.
+	ErrDecrypt = errors.New("mtls: cannot decrypt private key")
+	// ErrClosed: the Selector was closed, or the store was.
+	ErrClosed = errors.New("mtls: closed")
+)
+
+// errorf returns an error of this package: "mtls: " and the message, in
+// which error arguments lose their own "mtls: " prefix, so that the text
+// has it once; they stay in the chain for errors.Is and errors.As.
+func errorf(format string, args ...any) error {
+	for i, a := range args {
+		if err, ok := a.(error); ok {
+			args[i] = unprefixed{err}
+		}
+	}
+	return fmt.Errorf("mtls: "+format, args...)
+}
+
+// unprefixed is an error without the "mtls: " its text starts with.
+type unprefixed struct{ err error }
+
+func (u unprefixed) Error() string { return strings.TrimPrefix(u.err.Error(), "mtls: ") }
+func (u unprefixed) Unwrap() error { return u.err }
+
+// fromKit returns an error of package certkit as this package reports it:
+// with the prefix, and with the sentinel of this package that means the
+// same.
+func fromKit(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, certkit.ErrCorrupt):
+		return errorf("%w: %w", ErrNotFound, err)
+	case errors.Is(err, certkit.ErrDecrypt):
+		return errorf("%w: %w", ErrDecrypt, unwrapSentinel(err, certkit.ErrDecrypt))
+	case errors.Is(err, certkit.ErrExpired):
+		return errorf("%w: %w", ErrExpired, unwrapSentinel(err, certkit.ErrExpired))
+	}
+	return errorf("%w", err)
+}
+
+// unwrapSentinel returns err whose text loses the leading text of sentinel,
+// which the sentinel of this package replaces; err stays in the chain.
+func unwrapSentinel(err, sentinel error) error {
+	return trimmed{err, sentinel.Error() + ": "}
+}
+
+type trimmed struct {
+	err    error
+	prefix string
+}
+
+func (t trimmed) Error() string { return strings.TrimPrefix(t.err.Error(), t.prefix) }
+func (t trimmed) Unwrap() error { return t.err }
+
+// PolicyError is the error of [New], [Selector.ForAPI] and [Selector.Update]
+// for a policy whose values cannot be used now: it lists every problem.
+// errors.Is matches the sentinel of each problem ([ErrNotFound],
+// [ErrExpired], [ErrNoPrivateKey], [ErrDecrypt], [ErrInvalidValue],
+// [ErrPinMismatch]).
+type PolicyError struct {
+	Problems []Problem
+}
+
+// Problem is one value of a policy that cannot be used.
+type Problem struct {
+	Level   Level  // the level of the policy
+	Field   string // the Policy field: "Certificates" or "PinnedPublicKeys"
+	Pattern string // the pattern, as written
+	Value   string // the value as errors name it: inline PEM by its SHA-256
+	Err     error  // why, wrapping a sentinel of this package
+}
+
+func (e *PolicyError) Error() string {
+	var b strings.Builder
+	b.WriteString("mtls: ")
+	if len(e.Problems) > 1 {
+		b.WriteString(strconv.Itoa(len(e.Problems)) + " problems: ")
+	}
+	for i, p := range e.Problems {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+// Unwrap returns the error of each problem.
+func (e *PolicyError) Unwrap() []error {
+	errs := make([]error, len(e.Problems))
+	for i, p := range e.Problems {
+		errs[i] = p.Err
+	}
+	return errs
+}
+
+// String names the problem: level, field, pattern, value and why.
+func (p Problem) String() string {
+	return fmt.Sprintf("%s level %s[%s] = %s: %s", p.Level, p.Field, quotePattern(p.Pattern), p.Value,
+		unprefixed{p.Err}.Error())
+}
+
+// quotePattern names a pattern in an error: quoted, cut when long, and by
+// its SHA-256 when it holds PEM or several lines, which may be a key pasted
+// in the wrong place.
+func quotePattern(p string) string {
+	switch {
+	case strings.Contains(p, "-----") || strings.ContainsAny(p, "\r\n"):
+		return fmt.Sprintf("<text of %d bytes, sha256:%s, not a host: PEM pasted as a pattern?>", len(p), certkit.Fingerprint([]byte(p))[:16])
+	case len(p) > 80:
+		return strconv.Quote(p[:64]) + fmt.Sprintf("... (%d bytes)", len(p))
+	}
+	return strconv.Quote(p)
+}

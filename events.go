@@ -1,0 +1,48 @@
+package mtls
+
+// EventKind says what an [Event] reports.
+type EventKind uint8
+
+const (
+	// CertificateChosen: a handshake presented the host's client
+	// certificate (CertificateID is empty when the host has none).
+	CertificateChosen EventKind = iota + 1
+	// PinMismatch: an upstream's leaf matched none of its pins (Err says
+	// which key it presented).
+	PinMismatch
+	// PoolRetired: a host's connection pool was retired because its TLS
+	// identity changed, the cache bound was reached, or the selector closed.
+	PoolRetired
+	// FailedClosed: a request was refused before any connection because the
+	// certificate or the pins its host maps to cannot be used now (not
+	// found, expired, no private key, unreadable). Level, Pattern and Value
+	// say which mapping, Err why.
+	FailedClosed
+)
+
+// String returns the kind's name.
+func (k EventKind) String() string {
+	switch k {
+	case CertificateChosen:
+		return "certificate chosen"
+	case PinMismatch:
+		return "pin mismatch"
+	case PoolRetired:
+		return "pool retired"
+	case FailedClosed:
+		return "failed closed"
+	}
+	return "unknown event"
+}
+
+// Event reports something a Selector did, for logs and metrics. It never
+// holds key material.
+type Event struct {
+	Kind          EventKind
+	Host          string // normalised host:port
+	CertificateID string // the client certificate's ID, if any
+	Level         Level  // FailedClosed: the level of the mapping
+	Pattern       string // FailedClosed: the pattern, as written
+	Value         string // FailedClosed: the value, as errors name it (inline PEM by its SHA-256)
+	Err           error  // PinMismatch and FailedClosed: why
+}
