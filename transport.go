@@ -136,14 +136,16 @@ func (e *poolEntry) roundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if resp.Body != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+	if resp.ProtoMajor == 2 && resp.Body != nil {
 		resp.Body = &retiringBody{ReadCloser: resp.Body, e: e}
 	}
 	return resp, nil
 }
 
-// retiringBody closes the connection under a response body of a retired
-// pool once the body is done.
+// retiringBody closes the HTTP/2 connection under a response body of a
+// retired pool once the body is done. (An HTTP/1 connection needs none: once
+// its transport's CloseIdleConnections ran, net/http closes the connections
+// that go idle later.)
 type retiringBody struct {
 	io.ReadCloser
 	e *poolEntry

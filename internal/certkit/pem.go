@@ -61,75 +61,29 @@ func Parse(data []byte) (*Parsed, error) {
 	if len(data) > MaxPEMSize {
 		return nil, fmt.Errorf("PEM data of %d bytes is over the limit of %d bytes", len(data), MaxPEMSize)
 	}
-	var (
-		certs    [][]byte
-		keyBlock *pem.Block
-		pubBlock *pem.Block
-		blocks   int
-	)
-	rest := data
-	for {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		blocks++
-		switch b.Type {
-		case "CERTIFICATE":
-			if len(certs) == MaxChainLen {
-				return nil, fmt.Errorf("more than %d certificates in one chain", MaxChainLen)
-			}
-			certs = append(certs, b.Bytes)
-		case "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY":
-			if isEncryptedBlock(b) {
-				return nil, ErrEncrypted
-			}
-			if keyBlock != nil {
-				return nil, errors.New("more than one private key in PEM data (at most one, matching the leaf certificate)")
-			}
-			keyBlock = b
-		case "ENCRYPTED PRIVATE KEY":
-			return nil, ErrEncrypted
-		case "PUBLIC KEY":
-			if pubBlock != nil {
-				return nil, errors.New("more than one PUBLIC KEY block in PEM data (exactly one is allowed)")
-			}
-			pubBlock = b
-		case "EC PARAMETERS":
-			// openssl ecparam -genkey writes it before the key: redundant.
-		default:
-			return nil, fmt.Errorf("unexpected PEM block %q (expected CERTIFICATE, PRIVATE KEY, RSA PRIVATE KEY, EC PRIVATE KEY or PUBLIC KEY)", Truncate(b.Type, 40))
-		}
-	}
-	begins := bytes.Count(data, []byte("-----BEGIN"))
-	if blocks == 0 && begins == 0 {
-		return nil, ErrNoPEM
-	}
-	if begins != blocks {
-		return nil, errors.New("malformed PEM block (truncated, corrupt base64 or missing END line)")
-	}
-
-	switch {
-	case pubBlock != nil && len(certs) > 0:
-		return nil, errors.New("a PUBLIC KEY block cannot be mixed with certificates (give either a certificate chain or one public key)")
-	case pubBlock != nil && keyBlock != nil:
-		return nil, errors.New("a PUBLIC KEY block cannot be mixed with a private key (give the certificate with its key)")
-	case pubBlock != nil:
-		return ParsePublicKey(pubBlock.Bytes)
-	case len(certs) == 0 && keyBlock != nil:
-		return nil, errors.New("a private key without a certificate (give the certificate chain, leaf first, with the key)")
-	case len(certs) == 0:
-		return nil, ErrNoPEM
-	}
-
-	leaf, err := ParseChain(certs)
+	b, err := splitBlocks(data)
 	if err != nil {
 		return nil, err
 	}
-	p := fromChain(certs, leaf)
-	if keyBlock != nil {
-		key, err := parsePrivateKey(keyBlock.Bytes)
+	switch {
+	case b.pub != nil && len(b.certs) > 0:
+		return nil, errors.New("a PUBLIC KEY block cannot be mixed with certificates (give either a certificate chain or one public key)")
+	case b.pub != nil && b.key != nil:
+		return nil, errors.New("a PUBLIC KEY block cannot be mixed with a private key (give the certificate with its key)")
+	case b.pub != nil:
+		return ParsePublicKey(b.pub.Bytes)
+	case len(b.certs) == 0 && b.key != nil:
+		return nil, errors.New("a private key without a certificate (give the certificate chain, leaf first, with the key)")
+	case len(b.certs) == 0:
+		return nil, ErrNoPEM
+	}
+	leaf, err := ParseChain(b.certs)
+	if err != nil {
+		return nil, err
+	}
+	p := fromChain(b.certs, leaf)
+	if b.key != nil {
+		key, err := parsePrivateKey(b.key.Bytes)
 		if err != nil {
 			return nil, err
 		}
@@ -139,6 +93,61 @@ func Parse(data []byte) (*Parsed, error) {
 		p.Key = key
 	}
 	return p, nil
+}
+
+// blocks are the PEM blocks of Add's input, by kind.
+type blocks struct {
+	certs [][]byte
+	key   *pem.Block
+	pub   *pem.Block
+}
+
+// splitBlocks sorts the PEM blocks of data by kind, refusing what Add never
+// accepts: unknown or encrypted blocks, two keys, a malformed block.
+func splitBlocks(data []byte) (blocks, error) {
+	var b blocks
+	n := 0
+	for rest := data; ; {
+		var block *pem.Block
+		if block, rest = pem.Decode(rest); block == nil {
+			break
+		}
+		n++
+		switch block.Type {
+		case "CERTIFICATE":
+			if len(b.certs) == MaxChainLen {
+				return b, fmt.Errorf("more than %d certificates in one chain", MaxChainLen)
+			}
+			b.certs = append(b.certs, block.Bytes)
+		case "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY":
+			if isEncryptedBlock(block) {
+				return b, ErrEncrypted
+			}
+			if b.key != nil {
+				return b, errors.New("more than one private key in PEM data (at most one, matching the leaf certificate)")
+			}
+			b.key = block
+		case "ENCRYPTED PRIVATE KEY":
+			return b, ErrEncrypted
+		case "PUBLIC KEY":
+			if b.pub != nil {
+				return b, errors.New("more than one PUBLIC KEY block in PEM data (exactly one is allowed)")
+			}
+			b.pub = block
+		case "EC PARAMETERS":
+			// openssl ecparam -genkey writes it before the key: redundant.
+		default:
+			return b, fmt.Errorf("unexpected PEM block %q (expected CERTIFICATE, PRIVATE KEY, RSA PRIVATE KEY, EC PRIVATE KEY or PUBLIC KEY)", Truncate(block.Type, 40))
+		}
+	}
+	begins := bytes.Count(data, []byte("-----BEGIN"))
+	switch {
+	case n == 0 && begins == 0:
+		return b, ErrNoPEM
+	case begins != n:
+		return b, errors.New("malformed PEM block (truncated, corrupt base64 or missing END line)")
+	}
+	return b, nil
 }
 
 // ParseChain parses certificate DER, leaf first, and returns the leaf.
@@ -159,6 +168,8 @@ func ParseChain(certs [][]byte) (*x509.Certificate, error) {
 	return leaf, nil
 }
 
+// ParsePublicKey parses the DER of a PUBLIC KEY block: an RSA, ECDSA or
+// Ed25519 SubjectPublicKeyInfo.
 func ParsePublicKey(der []byte) (*Parsed, error) {
 	if len(der) > maxKeyDER {
 		return nil, fmt.Errorf("PUBLIC KEY block of %d bytes is over the limit of %d bytes", len(der), maxKeyDER)
