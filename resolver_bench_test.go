@@ -148,14 +148,24 @@ var benchSink string
 // one of this machine's two cores, and slow the loop by its write barriers.
 func benchSettle() { runtime.GC() }
 
+// benchHeap returns the bytes of live heap, after a collection.
+func benchHeap() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
+}
+
 func BenchmarkResolve(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("patterns=%d", n), func(b *testing.B) {
 			api, gw, hosts := benchWorkload(n)
+			before := benchHeap()
 			r, err := NewResolver(api, gw)
 			if err != nil {
 				b.Fatal(err)
 			}
+			heap := benchHeap() - before
 			benchSettle()
 			b.ReportAllocs()
 			i := 0
@@ -164,6 +174,7 @@ func BenchmarkResolve(b *testing.B) {
 				benchSink = v
 				i++
 			}
+			b.ReportMetric(float64(heap)/float64(len(api)+len(gw)), "heap-B/pattern")
 		})
 	}
 }
