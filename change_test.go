@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/pem"
 	"net/http"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -614,7 +613,7 @@ func TestChangeRotationThroughTheStore(t *testing.T) {
 	var pe *PolicyError
 	require.ErrorAs(t, err, &pe)
 	require.Len(t, pe.Problems, 1)
-	require.Equal(t, Problem{Level: LevelGateway, Field: "Certificates", Pattern: w.up.Host, Value: strconv.Quote(four.ID()), Err: pe.Problems[0].Err}, pe.Problems[0])
+	require.Equal(t, Problem{Level: LevelGateway, Field: "Certificates", Pattern: w.up.Host, Value: four.ID(), Err: pe.Problems[0].Err}, pe.Problems[0])
 	require.Equal(t, id3, mustGet(t, rt, w.up.URL).certID, "the old policy stays")
 	add(t, w.store, four.PEM())
 	require.NoError(t, sel.Update(p))

@@ -111,9 +111,9 @@ func readMapFile(path string) ([]byte, fileVersion, error) {
 	data, v, err := readRegular(path, maxFileSize)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, v, errorf("%w: no file %s", ErrNotFound, describe(path))
+		return nil, v, errorf("%w: no such file", ErrNotFound)
 	case err != nil:
-		return nil, v, errorf("file %s: %w", describe(path), err)
+		return nil, v, errorf("cannot read the file: %w", err)
 	}
 	return data, v, nil
 }
@@ -124,11 +124,11 @@ func certFromPEM(data []byte) *certState {
 	p, err := certkit.Parse(data)
 	switch {
 	case err != nil:
-		return &certState{err: fromKit(err)}
+		return &certState{err: errorf("%w: %w", ErrInvalidValue, fromKit(err))}
 	case p.Leaf == nil:
 		return &certState{id: p.ID, err: errorf("%w: a bare public key cannot be a client certificate", ErrNoPrivateKey)}
 	case p.Key == nil:
-		return &certState{id: p.ID, err: errorf("%w: the PEM holds no private key", ErrNoPrivateKey)}
+		return &certState{id: p.ID, err: errorf("%w (the PEM holds only certificates)", ErrNoPrivateKey)}
 	}
 	cert := &tls.Certificate{Certificate: p.Chain, PrivateKey: p.Key, Leaf: p.Leaf}
 	return newCertState(p.ID, cert, p.Leaf.NotBefore, p.Leaf.NotAfter)

@@ -99,7 +99,7 @@ type Problem struct {
 	Level   Level  // the level of the policy
 	Field   string // the Policy field: "Certificates" or "PinnedPublicKeys"
 	Pattern string // the pattern, as written
-	Value   string // the value as errors name it: inline PEM by its SHA-256
+	Value   string // the value as written; inline PEM by its SHA-256 instead
 	Err     error  // why, wrapping a sentinel of this package
 }
 
@@ -129,7 +129,7 @@ func (e *PolicyError) Unwrap() []error {
 
 // String names the problem: level, field, pattern, value and why.
 func (p Problem) String() string {
-	return fmt.Sprintf("%s level %s[%s] = %s: %s", p.Level, p.Field, quotePattern(p.Pattern), p.Value,
+	return fmt.Sprintf("%s level %s[%s] = %s: %s", p.Level, p.Field, quotePattern(p.Pattern), describe(p.Value),
 		unprefixed{p.Err}.Error())
 }
 

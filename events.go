@@ -43,6 +43,6 @@ type Event struct {
 	CertificateID string // the client certificate's ID, if any
 	Level         Level  // FailedClosed: the level of the mapping
 	Pattern       string // FailedClosed: the pattern, as written
-	Value         string // FailedClosed: the value, as errors name it (inline PEM by its SHA-256)
+	Value         string // FailedClosed: the value as written; inline PEM by its SHA-256 instead
 	Err           error  // PinMismatch and FailedClosed: why
 }

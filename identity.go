@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/mtlsgo/mtls/internal/hostmatch"
@@ -89,10 +90,14 @@ func (s *Selector) resolveKey(ctx context.Context, st *compiled, key hostKey) (h
 // refuse returns the error of a mapping that fails closed, reporting it as
 // an event when report is set.
 func (s *Selector) refuse(p hostmatch.Pattern, host hostKey, err error, report bool) error {
-	err = errorf("host %s: client certificate %s: %w", host, describe(p.Value), err)
+	if strings.Contains(err.Error(), name(p.Value)) {
+		err = errorf("host %s: client certificate: %w", host, err) // the cause names the value
+	} else {
+		err = errorf("host %s: client certificate %s: %w", host, describe(p.Value), err)
+	}
 	if report {
 		s.event(Event{Kind: FailedClosed, Host: host.String(), Level: Level(p.Level), Pattern: p.Text,
-			Value: describe(p.Value), Err: err})
+			Value: name(p.Value), Err: err})
 	}
 	return err
 }

@@ -87,7 +87,7 @@ func parsePinItem(item string) (pinItem, error) {
 	}
 	src, err := parseSource(item)
 	if err != nil {
-		return pinItem{}, err
+		return pinItem{}, errorf("pin %s: %w", describe(item), err)
 	}
 	p := pinItem{src: src}
 	if src.kind == fromInline {
@@ -116,11 +116,13 @@ func resolvePin(ctx context.Context, store CertStore, p pinItem) ([32]byte, file
 		return spkiHash(c)
 	case fromFile:
 		data, v, err := readMapFile(p.src.value)
-		if err != nil {
-			return [32]byte{}, v, err
+		if err == nil {
+			var sum [32]byte
+			if sum, err = spkiHashOfPEM(data); err == nil {
+				return sum, v, nil
+			}
 		}
-		sum, err := spkiHashOfPEM(data)
-		return sum, v, err
+		return [32]byte{}, v, errorf("pin file %s: %w", describe(p.src.value), err)
 	}
 	return p.hash, fileVersion{}, nil
 }
@@ -144,7 +146,7 @@ func spkiHash(c *Certificate) ([32]byte, fileVersion, error) {
 func spkiHashOfPEM(data []byte) ([32]byte, error) {
 	parsed, err := certkit.Parse(data)
 	if err != nil {
-		return [32]byte{}, fromKit(err)
+		return [32]byte{}, errorf("%w: %w", ErrInvalidValue, fromKit(err))
 	}
 	return sha256.Sum256(parsed.SPKI), nil
 }
@@ -212,6 +214,9 @@ func (ps *pinState) verify(host string, leaf *x509.Certificate) error {
 	presented := hashPin(sum)
 	if len(ps.hashes) == 0 {
 		return errorf("%w: host %s presented %s, and no pin of the host can be resolved any more", ErrPinMismatch, host, presented)
+	}
+	if len(ps.hashes) == 1 {
+		return errorf("%w: host %s presented %s, which is not its pin", ErrPinMismatch, host, presented)
 	}
 	return errorf("%w: host %s presented %s, which is not among its %d pins", ErrPinMismatch, host, presented, len(ps.hashes))
 }

@@ -1,8 +1,10 @@
 package mtls
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
+	"slices"
 	"time"
 
 	"github.com/mtlsgo/mtls/internal/hostmatch"
@@ -26,15 +28,16 @@ type plan struct {
 
 // compile compiles an API and a gateway policy, the first empty at the
 // gateway level. A malformed pattern is an error wrapping
-// ErrInvalidPattern; a malformed value a problem of a *PolicyError.
-func compile(api, gw Policy, level Level) (*plan, error) {
+// ErrInvalidPattern; a malformed value is a problem, and its source is left
+// zero.
+func compile(api, gw Policy) (*plan, []Problem, error) {
 	certs, err := hostmatch.Compile(api.Certificates, gw.Certificates)
 	if err != nil {
-		return nil, errorf("Certificates: %w", patternError(err))
+		return nil, nil, errorf("Certificates: %w", patternError(err))
 	}
 	pins, err := hostmatch.Compile(api.PinnedPublicKeys, gw.PinnedPublicKeys)
 	if err != nil {
-		return nil, errorf("PinnedPublicKeys: %w", patternError(err))
+		return nil, nil, errorf("PinnedPublicKeys: %w", patternError(err))
 	}
 	pl := &plan{certs: certs, pins: pins, roots: api.RootCAs, insecure: api.InsecureSkipVerify || gw.InsecureSkipVerify}
 	if pl.roots == nil {
@@ -55,26 +58,23 @@ func compile(api, gw Policy, level Level) (*plan, error) {
 		}
 		pl.pinItems = append(pl.pinItems, items)
 	}
-	if len(problems) > 0 {
-		return nil, &PolicyError{Problems: problems}
-	}
-	return pl, nil
+	return pl, problems, nil
 }
 
 func problem(p hostmatch.Pattern, field string, err error) Problem {
-	return Problem{Level: Level(p.Level), Field: field, Pattern: p.Text, Value: describe(p.Value), Err: err}
+	return Problem{Level: Level(p.Level), Field: field, Pattern: p.Text, Value: name(p.Value), Err: err}
 }
 
 // check loads every certificate and resolves every pin of pl's patterns at
-// level, now, and returns a *PolicyError listing those that cannot be
-// used, in the order of the patterns. What it loads is not cached: the first request loads it again, so
-// that no change made meanwhile is missed.
-func (c *core) check(pl *plan, level Level) error {
+// level, now, and returns the problems of those that cannot be used (a
+// value that did not parse is not tried). What it loads is not cached: the
+// first request loads it again, so that no change made meanwhile is missed.
+func (c *core) check(pl *plan, level Level) []Problem {
 	ctx, now := context.Background(), time.Now()
 	var problems []Problem
 	certErrs := map[string]error{} // by value: each is loaded once
 	for i, p := range pl.certs.Patterns() {
-		if Level(p.Level) != level {
+		if Level(p.Level) != level || pl.certSrcs[i].kind == 0 {
 			continue
 		}
 		err, seen := certErrs[p.Value]
@@ -96,8 +96,17 @@ func (c *core) check(pl *plan, level Level) error {
 			}
 		}
 	}
-	if len(problems) > 0 {
-		return &PolicyError{Problems: problems}
+	return problems
+}
+
+// policyError returns the error of the problems, or nil: they are listed by
+// field, level and pattern, so that the same policy gives the same error.
+func policyError(problems []Problem) error {
+	if len(problems) == 0 {
+		return nil
 	}
-	return nil
+	slices.SortStableFunc(problems, func(a, b Problem) int {
+		return cmp.Or(cmp.Compare(a.Field, b.Field), cmp.Compare(a.Level, b.Level), cmp.Compare(a.Pattern, b.Pattern))
+	})
+	return &PolicyError{Problems: problems}
 }

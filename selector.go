@@ -242,11 +242,11 @@ func (s *Selector) set(p Policy) error {
 		return ErrClosed
 	}
 	api, gw := s.maps(p)
-	pl, err := compile(api, gw, s.level())
+	pl, problems, err := compile(api, gw)
 	if err != nil {
 		return err
 	}
-	if err := s.c.check(pl, s.level()); err != nil {
+	if err := policyError(append(problems, s.c.check(pl, s.level())...)); err != nil {
 		return err
 	}
 	s.c.install(s, pl)
@@ -266,7 +266,7 @@ func (s *Selector) refresh() {
 		return
 	}
 	api, gw := s.maps(*own)
-	if pl, err := compile(api, gw, s.level()); err == nil {
+	if pl, problems, err := compile(api, gw); err == nil && len(problems) == 0 {
 		s.c.install(s, pl)
 	}
 }

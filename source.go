@@ -2,7 +2,6 @@ package mtls
 
 import (
 	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"strconv"
@@ -49,7 +48,7 @@ func parseSource(v string) (source, error) {
 		return source{value: v, kind: fromStore, id: id}, nil
 	}
 	if hint := nearMiss(v); hint != "" {
-		return source{}, errorf("%w %s: %s", ErrInvalidValue, describe(v), hint)
+		return source{}, errorf("%w: %s", ErrInvalidValue, hint)
 	}
 	return source{value: v, kind: fromFile}, nil
 }
@@ -78,6 +77,9 @@ func isAlnum(s string) bool {
 func nearMiss(v string) string {
 	lower := strings.ToLower(v)
 	hexPart, colons := fingerprintHex(v)
+	if !colons && isHex(v) {
+		hexPart = v
+	}
 	switch {
 	case len(v) >= 64 && isHex(v[len(v)-64:]) && isAlnum(v[:len(v)-64]):
 		return "looks like a certificate ID written in upper case: IDs are lowercase hex, as in " + strings.ToLower(v)
@@ -114,8 +116,12 @@ func fingerprintHex(v string) (string, bool) {
 }
 
 func isHex(s string) bool {
-	_, err := hex.DecodeString(s)
-	return err == nil && s != ""
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // looksLikeBase64DER reports the base64 of DER (a certificate or a key
@@ -129,17 +135,26 @@ func looksLikeBase64DER(v string) bool {
 	return err == nil
 }
 
-// describe names a value in an error message. Inline PEM, and anything long
-// or over several lines, is named by its SHA-256, never by its text: it may
-// hold a private key.
+// describe names a value in an error message: name(v), quoted when it is
+// the value as written.
 func describe(v string) string {
+	if n := name(v); n != v {
+		return n
+	}
+	return strconv.Quote(v)
+}
+
+// name returns a value as errors and events name it: as written, except
+// inline PEM, and anything long or over several lines, named by its
+// SHA-256, never by its text: it may hold a private key.
+func name(v string) string {
 	switch {
 	case strings.Contains(v, "-----BEGIN"):
 		return "inline PEM sha256:" + Fingerprint([]byte(v))
 	case len(v) > 256 || strings.ContainsAny(v, "\r\n") || looksLikeBase64DER(v):
 		return fmt.Sprintf("value of %d bytes sha256:%s", len(v), Fingerprint([]byte(v)))
 	}
-	return strconv.Quote(v)
+	return v
 }
 
 // fileVersion identifies a version of a file: a file whose size,

@@ -9,8 +9,9 @@ import "context"
 // and bare public keys, each under its ID (see [Fingerprint]).
 //
 // Implementations must be safe for concurrent use by multiple goroutines.
-// Every method honours ctx: an implementation returns ctx.Err() when ctx is
-// done before it starts, and may return it when ctx ends during slow work
+// Every method honours ctx: an implementation returns an error wrapping
+// ctx.Err() when ctx is done before it starts, and may when ctx ends during
+// slow work
 // (I/O, key derivation). Errors wrap [ErrNotFound], [ErrExpired] or
 // [ErrDecrypt] where one applies, and name the ID concerned; they never
 // contain private key material.

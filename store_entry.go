@@ -92,11 +92,12 @@ func errIDNotFound(id string) error {
 	return errorf("%w: no certificate or key with ID %s", ErrNotFound, id)
 }
 
+// ctxErr returns ctx.Err() as this package's stores report it, or nil.
 func ctxErr(ctx context.Context) error {
-	if ctx == nil {
+	if ctx == nil || ctx.Err() == nil {
 		return nil
 	}
-	return ctx.Err()
+	return errorf("%w", ctx.Err())
 }
 
 // parseAdd parses and checks what Add was given: the rules of

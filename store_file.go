@@ -161,7 +161,10 @@ func (s *FileStore) Dir() string { return s.dir }
 // ready fails for a closed store, and for the zero FileStore, which is
 // closed.
 func (s *FileStore) ready(ctx context.Context) error {
-	if s.closed.Load() || s.entries == nil {
+	switch {
+	case s.entries == nil:
+		return errorf("%w: the zero FileStore is not open: use NewFileStore: %w", ErrClosed, fs.ErrClosed)
+	case s.closed.Load():
 		return errorf("%w: FileStore %s: %w", ErrClosed, s.dir, fs.ErrClosed)
 	}
 	return ctxErr(ctx)

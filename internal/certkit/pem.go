@@ -279,7 +279,7 @@ func fromChain(chain [][]byte, leaf *x509.Certificate) *Parsed {
 // CheckNotExpired reports a leaf past its NotAfter at now.
 func CheckNotExpired(p *Parsed, now time.Time) error {
 	if p.Leaf != nil && now.After(p.Leaf.NotAfter) {
-		return fmt.Errorf("%w: %s (%s) expired at %s", ErrExpired, p.ID, p.Leaf.Subject, p.Leaf.NotAfter.UTC().Format(time.RFC3339))
+		return fmt.Errorf("%w: %s (%s) was valid until %s", ErrExpired, p.ID, p.Leaf.Subject, p.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return nil
 }
