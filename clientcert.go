@@ -51,13 +51,13 @@ func (cs *certState) usable(now time.Time) error {
 // certificate returns the slot's certificate, failing closed. A store entry
 // is read again only after a change notification (or on every call when
 // the store sends none); a file when its version changes; inline PEM once.
-func (c *core) certificate(ctx context.Context, s *certSlot, now time.Time) (*certState, error) {
+func (v *slots) certificate(ctx context.Context, s *certSlot, now time.Time) (*certState, error) {
 	cs := s.cached()
-	if cs == nil || c.stale(s.src, cs.version) {
+	if cs == nil || v.stale(s.src, cs.version) {
 		// The result is shared by every request: one request's
 		// cancellation must not become the certificate's state.
 		ctx = context.WithoutCancel(ctx)
-		cs = s.load(func() *certState { return readCertificate(ctx, c.store, s.src) })
+		cs = s.load(func() *certState { return readCertificate(ctx, v.store, s.src) })
 	}
 	if err := cs.usable(now); err != nil {
 		return nil, err
@@ -65,15 +65,15 @@ func (c *core) certificate(ctx context.Context, s *certSlot, now time.Time) (*ce
 	return cs, nil
 }
 
-// stale reports whether what was loaded from src, a file at version v, may
-// have changed without a notification.
-func (c *core) stale(src source, v fileVersion) bool {
+// stale reports whether what was loaded from src, a file at version ver,
+// may have changed without a notification.
+func (v *slots) stale(src source, ver fileVersion) bool {
 	switch src.kind {
 	case fromStore:
-		return !c.notifying
+		return !v.notifying
 	case fromFile:
 		now, err := statVersion(src.value)
-		return err != nil || now != v
+		return err != nil || now != ver
 	}
 	return false
 }

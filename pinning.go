@@ -156,12 +156,12 @@ func spkiHashOfPEM(data []byte) ([32]byte, error) {
 // empty, which fails every handshake. Store items are resolved again after
 // a change notification (or every time, for a store without them), file
 // items when their version changes.
-func (c *core) pinSet(ctx context.Context, s *pinSlot) *pinState {
+func (v *slots) pinSet(ctx context.Context, s *pinSlot) *pinState {
 	ps := s.cached()
 	if ps != nil {
 		f := 0
 		for _, item := range s.items {
-			if item.src.kind == fromFile && c.stale(item.src, ps.versions[f]) || item.src.kind == fromStore && c.stale(item.src, fileVersion{}) {
+			if item.src.kind == fromFile && v.stale(item.src, ps.versions[f]) || item.src.kind == fromStore && v.stale(item.src, fileVersion{}) {
 				ps = nil
 				break
 			}
@@ -172,7 +172,7 @@ func (c *core) pinSet(ctx context.Context, s *pinSlot) *pinState {
 	}
 	if ps == nil {
 		ctx = context.WithoutCancel(ctx) // shared: see certificate
-		ps = s.load(func() *pinState { return resolvePins(ctx, c.store, s.items) })
+		ps = s.load(func() *pinState { return resolvePins(ctx, v.store, s.items) })
 	}
 	return ps
 }

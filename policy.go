@@ -69,7 +69,7 @@ func problem(p hostmatch.Pattern, field string, err error) Problem {
 // level, now, and returns the problems of those that cannot be used (a
 // value that did not parse is not tried). What it loads is not cached: the
 // first request loads it again, so that no change made meanwhile is missed.
-func (c *core) check(pl *plan, level Level) []Problem {
+func (v *slots) check(pl *plan, level Level) []Problem {
 	ctx, now := context.Background(), time.Now()
 	var problems []Problem
 	certErrs := map[string]error{} // by value: each is loaded once
@@ -79,7 +79,7 @@ func (c *core) check(pl *plan, level Level) []Problem {
 		}
 		err, seen := certErrs[p.Value]
 		if !seen {
-			err = readCertificate(ctx, c.store, pl.certSrcs[i]).usable(now)
+			err = readCertificate(ctx, v.store, pl.certSrcs[i]).usable(now)
 			certErrs[p.Value] = err
 		}
 		if err != nil {
@@ -91,7 +91,7 @@ func (c *core) check(pl *plan, level Level) []Problem {
 			continue
 		}
 		for _, item := range pl.pinItems[i] {
-			if _, _, err := resolvePin(ctx, c.store, item); err != nil {
+			if _, _, err := resolvePin(ctx, v.store, item); err != nil {
 				problems = append(problems, problem(p, "PinnedPublicKeys", err))
 			}
 		}

@@ -65,27 +65,22 @@ type Selector struct {
 	rt     *roundTripper
 
 	// mu serialises the changes of this selector (set, Close) and guards
-	// children. Lock order: a Selector's mu, then core.mu; a selector never
-	// holds two selectors' mu at once.
+	// children. Lock order: a Selector's mu, then slots.mu; a selector
+	// never holds two selectors' mu at once.
 	mu       sync.Mutex
 	children map[*Selector]struct{}
 }
 
-// core is what the selectors of one gateway share: the store, the options
-// and the loaded certificates and pins.
+// core is what the selectors of one gateway share: the store and the
+// slots of the values they map, the options and the plain transport.
 type core struct {
-	store     CertStore
-	notifying bool
+	*slots
 	stop      func() // stops the store's notifications
 	opts      options
-	protocols http.Protocols  // of every pool
-	plain     *http.Transport // for http:// requests
-	gateway   *Selector
-
-	mu    sync.Mutex             // guards certs, pins and live, and orders installs
-	certs map[string]*certSlot   // by value
-	pins  map[string]*pinSlot    // by value
-	live  map[*Selector]struct{} // selectors not closed
+	protocols http.Protocols         // of every pool
+	plain     *http.Transport        // for http:// requests
+	gateway   *Selector              // set once New has set its policy
+	live      map[*Selector]struct{} // selectors not closed; under slots.mu
 }
 
 // compiled is a level's policy ready for lookups: both levels merged, and
@@ -125,9 +120,7 @@ func New(store CertStore, gateway Policy, opts ...Option) (*Selector, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &core{store: store, opts: o, protocols: protocols, plain: o.base.Clone(),
-		certs: map[string]*certSlot{}, pins: map[string]*pinSlot{}, live: map[*Selector]struct{}{}}
-	_, c.notifying = store.(Notifier)
+	c := &core{slots: newSlots(store), opts: o, protocols: protocols, plain: o.base.Clone(), live: map[*Selector]struct{}{}}
 	s := c.newSelector(nil)
 	if err := s.set(gateway); err != nil {
 		return nil, err
@@ -277,21 +270,10 @@ func (c *core) install(s *Selector, pl *plan) {
 	defer c.mu.Unlock()
 	st := &compiled{certs: pl.certs, pins: pl.pins, roots: pl.roots, insecure: pl.insecure}
 	for _, src := range pl.certSrcs {
-		slot := c.certs[src.value]
-		if slot == nil {
-			slot = &certSlot{src: src}
-			c.certs[src.value] = slot
-		}
-		st.certSlots = append(st.certSlots, slot)
+		st.certSlots = append(st.certSlots, c.certSlot(src))
 	}
 	for i, items := range pl.pinItems {
-		value := pl.pins.Patterns()[i].Value
-		slot := c.pins[value]
-		if slot == nil {
-			slot = &pinSlot{value: value, items: items}
-			c.pins[value] = slot
-		}
-		st.pinSlots = append(st.pinSlots, slot)
+		st.pinSlots = append(st.pinSlots, c.pinSlot(pl.pins.Patterns()[i].Value, items))
 	}
 	s.state.Store(st)
 	c.live[s] = struct{}{}
@@ -299,39 +281,26 @@ func (c *core) install(s *Selector, pl *plan) {
 }
 
 // prune forgets the certificates and pins that no live selector maps any
-// more, so that a retired private key does not stay in memory. c.mu is held.
+// more. slots.mu is held.
 func (c *core) prune() {
-	keepCerts := map[*certSlot]bool{}
-	keepPins := map[*pinSlot]bool{}
+	keep := newSlotSet()
 	for s := range c.live {
 		st := s.state.Load()
 		for _, slot := range st.certSlots {
-			keepCerts[slot] = true
+			keep.certs[slot] = true
 		}
 		for _, slot := range st.pinSlots {
-			keepPins[slot] = true
+			keep.pins[slot] = true
 		}
 	}
-	maps.DeleteFunc(c.certs, func(_ string, slot *certSlot) bool { return !keepCerts[slot] })
-	maps.DeleteFunc(c.pins, func(_ string, slot *pinSlot) bool { return !keepPins[slot] })
+	c.keep(keep)
 }
 
 // changed is the store's notification: the entry id was added, replaced or
 // deleted. Certificates and pins that name it are read again, and pools
 // whose identity changes are retired before the store's call returns.
 func (c *core) changed(id string) {
-	c.mu.Lock()
-	for _, slot := range c.certs {
-		if slot.src.kind == fromStore && slot.src.id == id {
-			slot.invalidate()
-		}
-	}
-	for _, slot := range c.pins {
-		if slices.ContainsFunc(slot.items, func(p pinItem) bool { return p.src.kind == fromStore && p.src.id == id }) {
-			slot.invalidate()
-		}
-	}
-	c.mu.Unlock()
+	c.invalidate(id)
 	gw := c.gateway
 	gw.sweep()
 	for _, a := range gw.childList() {

@@ -6,17 +6,14 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"github.com/mtlsgo/mtls/internal/certkit"
 )
 
 // This file holds the values of a Map (semantics §1 "Certificate ID"): what
-// a value names (a store ID, inline PEM or a file), how it is named in
-// errors, the version of a file, and the slot that caches what a value
-// loads while following its changes (§6: a read that began before a change
-// notification is never cached after it).
+// a value names (a store ID, inline PEM or a file), what it probably meant
+// when it is none of these, how it is named in errors, and the version of
+// a file.
 
 // sourceKind says what a Map value names.
 type sourceKind uint8
@@ -171,40 +168,4 @@ type fileVersion struct {
 func versionOf(fi os.FileInfo) fileVersion {
 	dev, ino := fileID(fi)
 	return fileVersion{size: fi.Size(), mtime: fi.ModTime().UnixNano(), dev: dev, ino: ino}
-}
-
-// slot caches what one Map value loads, for every selector of a gateway, so
-// that a change is seen once. A read that began before an invalidation is
-// never cached after it: load compares the slot's generation before and
-// after its read.
-type slot[T any] struct {
-	mu  sync.Mutex // orders a load's store of its result against invalidate
-	gen uint64     // bumped by invalidate; under mu
-	cur atomic.Pointer[T]
-}
-
-// cached returns what the slot last loaded, or nil.
-func (s *slot[T]) cached() *T { return s.cur.Load() }
-
-// load calls read and returns its result, which it caches unless the slot
-// was invalidated while read ran.
-func (s *slot[T]) load(read func() *T) *T {
-	s.mu.Lock()
-	gen := s.gen
-	s.mu.Unlock()
-	v := read()
-	s.mu.Lock()
-	if s.gen == gen {
-		s.cur.Store(v)
-	}
-	s.mu.Unlock()
-	return v
-}
-
-// invalidate drops what the slot cached: the next use loads again.
-func (s *slot[T]) invalidate() {
-	s.mu.Lock()
-	s.gen++
-	s.cur.Store(nil)
-	s.mu.Unlock()
 }
