@@ -85,8 +85,9 @@ type trimmed struct {
 func (t trimmed) Error() string { return strings.TrimPrefix(t.err.Error(), t.prefix) }
 func (t trimmed) Unwrap() error { return t.err }
 
-// PolicyError is the error of [New], [Selector.ForAPI] and [Selector.Update]
-// for a policy whose values cannot be used now: it lists every problem.
+// PolicyError is the error of [New], [Selector.ForAPI], [Selector.Update],
+// [NewServer] and [Server.Update] for a policy whose values cannot be used
+// now: it lists every problem.
 // errors.Is matches the sentinel of each problem ([ErrNotFound],
 // [ErrExpired], [ErrNoPrivateKey], [ErrDecrypt], [ErrInvalidValue],
 // [ErrPinMismatch]).
@@ -96,9 +97,9 @@ type PolicyError struct {
 
 // Problem is one value of a policy that cannot be used.
 type Problem struct {
-	Level   Level  // the level of the policy
-	Field   string // the Policy field: "Certificates" or "PinnedPublicKeys"
-	Pattern string // the pattern, as written
+	Level   Level  // the level of a Selector's policy; 0 for a Server's
+	Field   string // the policy's field: "Certificates", "PinnedPublicKeys", "AllowedClients[2]", ...
+	Pattern string // the pattern, as written; "" for a value of a list
 	Value   string // the value as written; inline PEM by its SHA-256 instead
 	Err     error  // why, wrapping a sentinel of this package
 }
@@ -129,8 +130,18 @@ func (e *PolicyError) Unwrap() []error {
 
 // String names the problem: level, field, pattern, value and why.
 func (p Problem) String() string {
-	return fmt.Sprintf("%s level %s[%s] = %s: %s", p.Level, p.Field, quotePattern(p.Pattern), describe(p.Value),
-		unprefixed{p.Err}.Error())
+	var b strings.Builder
+	if p.Level != 0 {
+		b.WriteString(p.Level.String() + " level ")
+	}
+	b.WriteString(p.Field)
+	if p.Pattern != "" {
+		b.WriteString("[" + quotePattern(p.Pattern) + "]")
+	}
+	if p.Value != "" {
+		b.WriteString(" = " + describe(p.Value))
+	}
+	return b.String() + ": " + unprefixed{p.Err}.Error()
 }
 
 // quotePattern names a pattern in an error: quoted, cut when long, and by

@@ -16,8 +16,16 @@ const (
 	// FailedClosed: a request was refused before any connection because the
 	// certificate or the pins its host maps to cannot be used now (not
 	// found, expired, no private key, unreadable). Level, Pattern and Value
-	// say which mapping, Err why.
+	// say which mapping, Err why. A Server reports it for a handshake whose
+	// server certificate cannot be used.
 	FailedClosed
+	// ServerCertificateChosen: a Server's handshake presented the
+	// certificate of its SNI (Host: the SNI and the listener's port).
+	ServerCertificateChosen
+	// ClientRefused: a Server refused a client certificate, at the TLS
+	// level or, for API, at the HTTP level. Host is the SNI,
+	// CertificateID the client's, Err why.
+	ClientRefused
 )
 
 // String returns the kind's name.
@@ -31,12 +39,16 @@ func (k EventKind) String() string {
 		return "pool retired"
 	case FailedClosed:
 		return "failed closed"
+	case ServerCertificateChosen:
+		return "server certificate chosen"
+	case ClientRefused:
+		return "client refused"
 	}
 	return "unknown event"
 }
 
-// Event reports something a Selector did, for logs and metrics. It never
-// holds key material.
+// Event reports something a Selector or a Server did, for logs and
+// metrics. It never holds key material.
 type Event struct {
 	Kind          EventKind
 	Host          string // normalised host:port
@@ -44,5 +56,6 @@ type Event struct {
 	Level         Level  // FailedClosed: the level of the mapping
 	Pattern       string // FailedClosed: the pattern, as written
 	Value         string // FailedClosed: the value as written; inline PEM by its SHA-256 instead
-	Err           error  // PinMismatch and FailedClosed: why
+	API           string // ClientRefused: the API whose rules refused, "" for the policy's
+	Err           error  // PinMismatch, FailedClosed and ClientRefused: why
 }

@@ -144,9 +144,3 @@ func (v *slots) invalidate(id string) {
 		}
 	}
 }
-
-// clientSlot is placeholder until the server side lands.
-type clientSlot struct {
-	src source
-	slot[struct{}]
-}

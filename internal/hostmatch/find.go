@@ -12,6 +12,18 @@ func (t *Table) Patterns() []Pattern {
 	return t.patterns
 }
 
+// Default returns the index of the '*' pattern that applies to every host:
+// the API level's, else the gateway level's, or -1.
+func (t *Table) Default() int {
+	if t == nil {
+		return -1
+	}
+	if t.defaults[0] >= 0 {
+		return int(t.defaults[0])
+	}
+	return int(t.defaults[1])
+}
+
 // Match parses host as Host.Parse does and returns the index of the pattern
 // that applies to it, or -1. An IPv6 literal is canonicalised only when it is
 // not an exact pattern as written.
