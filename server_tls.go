@@ -80,7 +80,6 @@ func (s *Server) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, e
 		}
 		i = st.certs.Find(&h, port)
 	}
-	host := hostKey{h.Name(), port}.String()
 	if i < 0 {
 		return nil, errorf("no server certificate for the SNI %s on port %d", quotePattern(hello.ServerName), port)
 	}
@@ -88,10 +87,12 @@ func (s *Server) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, e
 	if err != nil {
 		p := st.certs.Patterns()[i]
 		err = errorf("SNI %s: server certificate %s: %w", quotePattern(hello.ServerName), describe(p.Value), err)
-		s.event(Event{Kind: FailedClosed, Host: host, Pattern: p.Text, Value: name(p.Value), Err: err})
+		s.event(Event{Kind: FailedClosed, Host: hostKey{h.Name(), port}.String(), Pattern: p.Text, Value: name(p.Value), Err: err})
 		return nil, err
 	}
-	s.event(Event{Kind: ServerCertificateChosen, Host: host, CertificateID: cs.id})
+	if s.opts.onEvent != nil {
+		s.event(Event{Kind: ServerCertificateChosen, Host: hostKey{h.Name(), port}.String(), CertificateID: cs.id})
+	}
 	return cs.cert, nil
 }
 
