@@ -123,8 +123,13 @@ func (v *slots) keep(keep slotSet) {
 }
 
 // invalidate is a store's change of the entry id: the slots that name it
-// load again.
+// load again. A store scoped to an organisation may name the entry with its
+// organisation prefix: the slots of every value naming the same
+// certificate load again.
 func (v *slots) invalidate(id string) {
+	if plain, ok := storeID(id); ok {
+		id = plain
+	}
 	v.changes.Add(1)
 	v.mu.Lock()
 	defer v.mu.Unlock()
