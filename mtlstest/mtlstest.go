@@ -18,6 +18,9 @@
 //		}
 //	}
 //
+// The package example is such a test, with a Selector of package mtls as
+// the proxy's transport.
+//
 // The Must functions and NewUpstream take a [testing.TB] and fail it; NewCA,
 // [CA.Issue] and [StartUpstream] return errors instead, for programs such as
 // demonstrations.
