@@ -109,6 +109,10 @@ func readCertificate(ctx context.Context, store CertStore, src source) *certStat
 // ErrNotFound.
 func readMapFile(path string) ([]byte, fileVersion, error) {
 	data, v, err := readRegular(path, maxFileSize)
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err // the caller names the path: it may be a key pasted in the wrong place
+	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, v, errorf("%w: no such file", ErrNotFound)

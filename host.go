@@ -42,11 +42,22 @@ func parseRequestHost(host string, h *requestHost) error {
 	if reason := h.parsed.Parse(host); reason != "" {
 		return errorf("invalid host %s: %s", quotePattern(host), reason)
 	}
+	if name, _ := splitPort(host); h.parsed.IsIP() && strings.HasSuffix(name, ".") {
+		return errorf("invalid host %s: an IP address with a trailing dot is a name that net/http looks up, not the address", quotePattern(host))
+	}
 	h.key = hostKey{h.parsed.Name(), h.parsed.Port()}
 	if h.key.port == 0 {
 		h.key.port = 443
 	}
 	return nil
+}
+
+// splitPort returns host without its ":port", if any.
+func splitPort(host string) (name, port string) {
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.HasSuffix(host, "]") {
+		return host[:i], host[i+1:]
+	}
+	return host, ""
 }
 
 // dialledBy returns what net/http would dial for a host of two or more

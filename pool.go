@@ -18,13 +18,19 @@ type poolKey struct {
 }
 
 // pool keeps one poolEntry per host and proxy, and the transport that
-// TransportFor gives out per host. It is bounded: past max entries, the
-// least recently used retires.
+// TransportFor gives out per host. Both are bounded: past max, the least
+// recently used retires.
 type pool struct {
 	max      int
-	onRetire func(*poolEntry)
+	onRetire func(*poolEntry) // called with no lock held
 	clock    atomic.Uint64
 	closed   atomic.Bool
+
+	// sweeps counts the sweeps begun. A request that resolved its identity
+	// before a sweep began may find its pool retired by it; the pool it
+	// then makes serves it alone, and is never kept: a change is never
+	// undone by a request in flight.
+	sweeps atomic.Uint64
 
 	mu      sync.RWMutex // guards entries and publics
 	entries map[poolKey]*poolEntry
@@ -45,15 +51,19 @@ type poolEntry struct {
 	retired atomic.Bool
 }
 
-// get returns the entry of key for identity id, made by newEntry when the
-// key has none or one of another identity, which retires.
-func (p *pool) get(key poolKey, id identity, newEntry func() *poolEntry) (*poolEntry, error) {
+// get returns the entry of key for identity id, resolved when sweeps was
+// at seen, made by newEntry when the key has none or one of another
+// identity, which retires.
+func (p *pool) get(key poolKey, id identity, seen uint64, newEntry func() *poolEntry) (*poolEntry, error) {
 	p.mu.RLock()
 	e := p.entries[key]
 	p.mu.RUnlock()
 	if e == nil || e.id != id {
+		var retired []*poolEntry
 		var err error
-		if e, err = p.replace(key, id, newEntry); err != nil {
+		e, retired, err = p.replace(key, id, seen, newEntry)
+		p.report(retired)
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -61,19 +71,29 @@ func (p *pool) get(key poolKey, id identity, newEntry func() *poolEntry) (*poolE
 	return e, nil
 }
 
-func (p *pool) replace(key poolKey, id identity, newEntry func() *poolEntry) (*poolEntry, error) {
+// replace makes the entry of key for id, and returns the entries it
+// retired, for report.
+func (p *pool) replace(key poolKey, id identity, seen uint64, newEntry func() *poolEntry) (*poolEntry, []*poolEntry, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed.Load() {
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
-	if old := p.entries[key]; old != nil {
-		if old.id == id {
-			return old, nil
-		}
-		p.retire(old)
+	old := p.entries[key]
+	if old != nil && old.id == id {
+		return old, nil, nil
 	}
 	e := newEntry()
+	if p.sweeps.Load() != seen {
+		// Resolved before a change that a sweep is acting on: serve this
+		// request alone, then close.
+		e.retired.Store(true)
+		return e, nil, nil
+	}
+	var retired []*poolEntry
+	if old != nil {
+		retired = append(retired, p.retire(old))
+	}
 	p.entries[key] = e
 	if len(p.entries) > p.max {
 		var lru *poolEntry
@@ -82,26 +102,38 @@ func (p *pool) replace(key poolKey, id identity, newEntry func() *poolEntry) (*p
 				lru = o
 			}
 		}
-		p.retire(lru)
+		retired = append(retired, p.retire(lru))
 	}
-	return e, nil
+	return e, retired, nil
 }
 
 // retire removes e from the pool and closes its idle connections; busy
-// ones close after their response. p.mu is held.
-func (p *pool) retire(e *poolEntry) {
+// ones close after their response. It returns e for report. p.mu is held.
+func (p *pool) retire(e *poolEntry) *poolEntry {
 	delete(p.entries, e.key)
 	e.retired.Store(true)
 	e.closeIfRetired()
-	p.onRetire(e)
+	return e
+}
+
+// report tells onRetire of retired entries, with no lock held: an event
+// hook may call what takes the pool's lock (a store whose change sweeps).
+func (p *pool) report(retired []*poolEntry) {
+	for _, e := range retired {
+		p.onRetire(e)
+	}
 }
 
 // retireIf retires e if it is still its key's entry.
 func (p *pool) retireIf(e *poolEntry) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.entries[e.key] == e {
+	current := p.entries[e.key] == e
+	if current {
 		p.retire(e)
+	}
+	p.mu.Unlock()
+	if current {
+		p.report([]*poolEntry{e})
 	}
 }
 
@@ -109,14 +141,16 @@ func (p *pool) retireIf(e *poolEntry) {
 func (p *pool) retireAll() {
 	p.mu.Lock()
 	p.closed.Store(true)
+	var retired []*poolEntry
 	for _, e := range p.entries {
-		p.retire(e)
+		retired = append(retired, p.retire(e))
 	}
 	var pubs []*publicTransport
 	for _, pub := range p.publics {
 		pubs = append(pubs, p.retirePublic(pub))
 	}
 	p.mu.Unlock()
+	p.report(retired)
 	for _, pub := range pubs {
 		pub.t.CloseIdleConnections()
 	}
@@ -165,18 +199,27 @@ func (p *pool) public(host hostKey, id tlsID, newPublic func() *publicTransport)
 		p.mu.Unlock()
 		return nil, ErrClosed
 	}
-	old := p.publics[host]
-	if old != nil && old.id == id {
-		p.mu.Unlock()
-		return old, nil
+	pub := p.publics[host]
+	var retired []*publicTransport
+	if pub == nil || pub.id != id {
+		if pub != nil {
+			retired = append(retired, p.retirePublic(pub))
+		}
+		pub = newPublic()
+		p.publics[host] = pub
+		if len(p.publics) > p.max {
+			var lru *publicTransport
+			for _, o := range p.publics {
+				if o != pub && (lru == nil || o.used.Load() < lru.used.Load()) {
+					lru = o
+				}
+			}
+			retired = append(retired, p.retirePublic(lru))
+		}
 	}
-	if old != nil {
-		p.retirePublic(old)
-	}
-	pub := newPublic()
-	p.publics[host] = pub
+	pub.used.Store(p.clock.Add(1))
 	p.mu.Unlock()
-	if old != nil {
+	for _, old := range retired {
 		old.t.CloseIdleConnections()
 	}
 	return pub, nil
@@ -209,6 +252,7 @@ func (p *pool) retirePublicIf(pub *publicTransport) {
 // sweep retires the pools and public transports whose identity is no
 // longer the current one, or whose host now fails closed.
 func (s *Selector) sweep() {
+	s.pool.sweeps.Add(1)
 	es, pubs := s.pool.snapshot()
 	st := s.state.Load()
 	for _, e := range es {

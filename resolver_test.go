@@ -35,6 +35,14 @@ func normalizeHost(host string) (string, uint16, error) {
 // bareIPv6 reports a host of two colons or more outside brackets.
 func bareIPv6(host string) bool { return !strings.HasPrefix(host, "[") && strings.Count(host, ":") > 1 }
 
+// ipWithTrailingDot reports an IPv4 address with a trailing dot, which the
+// request path refuses (net/http looks it up as a name) and Resolve, for
+// tools, normalises.
+func ipWithTrailingDot(host string) bool {
+	name, _ := splitPort(host)
+	return strings.HasSuffix(name, ".") && strings.Trim(name, "0123456789.") == ""
+}
+
 func TestNormalizeHost(t *testing.T) {
 	tests := []struct {
 		host string
@@ -57,7 +65,6 @@ func TestNormalizeHost(t *testing.T) {
 		{"example.123", "example.123", 443},
 		// IP literals: IPv4, IPv6 canonical with or without brackets.
 		{"10.0.0.1", "10.0.0.1", 443},
-		{"10.0.0.1.:80", "10.0.0.1", 80},
 		{"[::1]:8443", "::1", 8443},
 		{"[0:0::1]:8443", "::1", 8443},
 		{"[0:0:0:0:0:0:0:1]", "::1", 443},
@@ -111,6 +118,8 @@ func TestNormalizeHostErrors(t *testing.T) {
 		{"::1:4000", "net/http would dial \"[::1]:4000\""},
 		{"fd00::1:443", "must be in brackets"},
 		{"api.example.com:443:", "must be in brackets"},
+		{"10.0.0.1.:80", "an IP address with a trailing dot"},
+		{"10.0.0.1.", "an IP address with a trailing dot"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.host, func(t *testing.T) {
@@ -120,8 +129,8 @@ func TestNormalizeHostErrors(t *testing.T) {
 			assert.Contains(t, err.Error(), quotePattern(tt.host))
 			assert.Contains(t, err.Error(), tt.reason)
 
-			if bareIPv6(tt.host) {
-				return // Resolver.Resolve, for tools, reads a bare IPv6 address
+			if bareIPv6(tt.host) || ipWithTrailingDot(tt.host) {
+				return // Resolver.Resolve, for tools, reads these as addresses
 			}
 			r, err := NewResolver(Map{"*": "default"}, nil)
 			require.NoError(t, err)

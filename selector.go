@@ -120,13 +120,16 @@ func New(store CertStore, gateway Policy, opts ...Option) (*Selector, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A snapshot: a change of the caller's base (or of the process-wide
+	// http.DefaultTransport) after New never reaches the pools.
+	o.base = o.base.Clone()
 	c := &core{slots: newSlots(store), opts: o, protocols: protocols, plain: o.base.Clone(), live: map[*Selector]struct{}{}}
 	s := c.newSelector(nil)
 	if err := s.set(gateway); err != nil {
 		return nil, err
 	}
 	c.gateway = s
-	if n, ok := store.(Notifier); ok {
+	if n, ok := c.store.(Notifier); ok {
 		c.stop = n.Notify(c.changed)
 	}
 	return s, nil

@@ -136,7 +136,7 @@ func NewServer(store CertStore, p ServerPolicy, opts ...Option) (*Server, error)
 	if err := s.set(p); err != nil {
 		return nil, err
 	}
-	if n, ok := store.(Notifier); ok {
+	if n, ok := s.slots.store.(Notifier); ok {
 		s.stop = n.Notify(s.slots.invalidate)
 	}
 	return s, nil

@@ -2,6 +2,7 @@ package mtls
 
 import (
 	"maps"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -67,6 +68,9 @@ type slots struct {
 }
 
 func newSlots(store CertStore) *slots {
+	if v := reflect.ValueOf(store); v.Kind() == reflect.Pointer && v.IsNil() {
+		store = nil // a nil *FileStore is no store
+	}
 	_, notifying := store.(Notifier)
 	return &slots{store: store, notifying: notifying, certs: map[string]*certSlot{},
 		pins: map[string]*pinSlot{}, clients: map[string]*clientSlot{}}

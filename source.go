@@ -91,6 +91,8 @@ func nearMiss(v string) string {
 		return "looks like a public key pin: pins go in PinnedPublicKeys, written sha256//<base64>"
 	case looksLikeBase64DER(v):
 		return "looks like base64 without its PEM armour: give the PEM text, with its -----BEGIN and -----END lines"
+	case strings.Contains(v, "-----") || strings.Contains(v, "PRIVATE KEY"):
+		return "looks like PEM without its -----BEGIN line: give the whole PEM text"
 	}
 	return ""
 }
@@ -148,7 +150,7 @@ func name(v string) string {
 	switch {
 	case strings.Contains(v, "-----BEGIN"):
 		return "inline PEM sha256:" + Fingerprint([]byte(v))
-	case len(v) > 256 || strings.ContainsAny(v, "\r\n") || looksLikeBase64DER(v):
+	case len(v) > 256 || strings.ContainsAny(v, "\r\n") || strings.Contains(v, "-----") || looksLikeBase64DER(v):
 		return fmt.Sprintf("value of %d bytes sha256:%s", len(v), Fingerprint([]byte(v)))
 	}
 	return v

@@ -162,7 +162,7 @@ func (s *FileStore) Dir() string { return s.dir }
 // closed.
 func (s *FileStore) ready(ctx context.Context) error {
 	switch {
-	case s.entries == nil:
+	case s == nil || s.entries == nil:
 		return errorf("%w: the zero FileStore is not open: use NewFileStore: %w", ErrClosed, fs.ErrClosed)
 	case s.closed.Load():
 		return errorf("%w: FileStore %s: %w", ErrClosed, s.dir, fs.ErrClosed)

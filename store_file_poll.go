@@ -26,7 +26,7 @@ const (
 // changes made by other processes within FileStorePollInterval, after
 // dropping their cached entries. After Close, fn is never called.
 func (s *FileStore) Notify(fn func(id string)) (stop func()) {
-	if s.closed.Load() || s.entries == nil {
+	if s == nil || s.closed.Load() || s.entries == nil {
 		return func() {}
 	}
 	return s.subs.add(fn)

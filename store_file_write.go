@@ -118,12 +118,15 @@ func syncDir(dir string) error {
 	return err
 }
 
+// maxKDFFileSize bounds kdf.json: a few hundred bytes when written here.
+const maxKDFFileSize = 64 << 10
+
 // loadKeys derives the store's AEAD from kdf.json, creating the file when
 // create is set and it does not exist.
 func (s *FileStore) loadKeys(secret []byte, create bool) (cipher.AEAD, error) {
 	path := filepath.Join(s.dir, kdfFileName)
 	for range 2 {
-		data, err := os.ReadFile(path)
+		data, _, err := readRegular(path, maxKDFFileSize)
 		if err == nil {
 			return certkit.OpenKDF(data, secret)
 		}

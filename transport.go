@@ -38,7 +38,7 @@ func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, ErrClosed
 	case req.URL.Scheme != "https":
-		return s.c.plain.RoundTrip(req)
+		return s.plainRoundTrip(req)
 	}
 	e, err := s.entryFor(req)
 	if err != nil {
@@ -69,6 +69,7 @@ func (s *Selector) entryFor(req *http.Request) (*poolEntry, error) {
 	if err := parseRequestHost(req.URL.Host, &h); err != nil {
 		return nil, err
 	}
+	seen := s.pool.sweeps.Load() // before the state is read: see pool.sweeps
 	st := s.state.Load()
 	target, err := s.resolveHop(req.Context(), st, &h, true)
 	if err != nil {
@@ -85,17 +86,48 @@ func (s *Selector) entryFor(req *http.Request) (*poolEntry, error) {
 	if r.proxyURL != nil {
 		key.proxy = r.proxyURL.String()
 	}
-	return s.pool.get(key, r.identity(), func() *poolEntry { return s.newEntry(key, &r) })
+	return s.pool.get(key, r.identity(), seen, func() *poolEntry { return s.newEntry(key, &r) })
 }
 
-// reroute resolves a pool's route again, as it is now.
+// plainRoundTrip sends an http:// request through a plain clone of the
+// base, or, through an https:// proxy, through the pool of the proxy,
+// whose connection to the proxy is a TLS connection of the proxy's own
+// host (a proxy is a host of its own, whatever the request's scheme).
+func (s *Selector) plainRoundTrip(req *http.Request) (*http.Response, error) {
+	seen := s.pool.sweeps.Load()
+	proxy, err := s.proxyFor(req)
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	if proxy == nil || proxy.Scheme != "https" {
+		return s.c.plain.RoundTrip(req)
+	}
+	r := route{proxyURL: proxy} // no TLS to the target
+	if err := s.resolveProxy(req.Context(), s.state.Load(), &r); err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	key := poolKey{proxy: proxy.String()}
+	e, err := s.pool.get(key, r.identity(), seen, func() *poolEntry { return s.newEntry(key, &r) })
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	return e.roundTrip(req)
+}
+
+// reroute resolves a pool's route again, as it is now. The pool of plain
+// requests through a proxy has no target hop.
 func (s *Selector) reroute(st *compiled, old *route) (route, error) {
 	ctx := context.Background()
-	target, err := s.resolveKey(ctx, st, old.target.host)
-	if err != nil {
-		return route{}, err
+	r := route{proxyURL: old.proxyURL}
+	if old.target.host != (hostKey{}) {
+		var err error
+		if r.target, err = s.resolveKey(ctx, st, old.target.host); err != nil {
+			return route{}, err
+		}
 	}
-	r := route{target: target, proxyURL: old.proxyURL}
 	return r, s.resolveProxy(ctx, st, &r)
 }
 

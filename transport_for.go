@@ -2,6 +2,7 @@ package mtls
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/url"
 	"sync/atomic"
@@ -23,8 +24,10 @@ import (
 // holds. It fails closed like [Selector.RoundTripper]. The transport checks
 // every request: it refuses requests for other hosts, http:// requests,
 // requests made after host's identity changed (call TransportFor again
-// then) and, after Close, every request, with [ErrClosed]. Prefer
-// RoundTripper, which follows changes by itself.
+// then) and, after Close, every request, with [ErrClosed]. Its own
+// connections, for WebSocket upgrades, go to host only, never through a
+// proxy; its TLSClientConfig names host and fails once host's identity
+// changed. Prefer RoundTripper, which follows changes by itself.
 func (s *Selector) TransportFor(host string) (*http.Transport, error) {
 	if !s.usable() {
 		return nil, ErrClosed
@@ -51,6 +54,7 @@ type publicTransport struct {
 	host    hostKey
 	id      tlsID
 	t       *http.Transport
+	used    atomic.Uint64
 	retired atomic.Bool
 }
 
@@ -65,9 +69,14 @@ func (r registered) RoundTrip(req *http.Request) (*http.Response, error) { retur
 // newPublic makes the transport of target's host and identity.
 func (s *Selector) newPublic(target *hop) *publicTransport {
 	p := &publicTransport{s: s, host: target.host, id: target.tlsID}
-	cfg := s.clientConfig(target, s.fixed(target), newPoolSessions(s.c.opts.sessionCache, &s.closed))
+	// The config follows the host, and fails once its identity changed: it
+	// may be taken from the transport and used on its own (by a WebSocket
+	// dialer, say). It names the host, so that no other host verifies.
+	cfg := s.clientConfig(target, p.current, newPoolSessions(s.c.opts.sessionCache, &s.closed))
 	cfg.NextProtos = []string{"http/1.1"}
+	cfg.ServerName = target.host.name
 	t := s.c.opts.base.Clone()
+	t.DialContext = p.dial(t.DialContext)
 	t.TLSClientConfig = cfg
 	t.TLSNextProto = nil
 	var http1 http.Protocols
@@ -121,6 +130,38 @@ func (p *publicTransport) roundTrip(req *http.Request) (*http.Response, error) {
 	return e.roundTrip(req)
 }
 
+// current is the hop of the transport's TLS config: the host's, while its
+// identity is the transport's.
+func (p *publicTransport) current() (*hop, error) {
+	if !p.s.usable() {
+		return nil, ErrClosed
+	}
+	h, err := p.s.resolveKey(context.Background(), p.s.state.Load(), p.host)
+	if err != nil {
+		return nil, err
+	}
+	if h.tlsID != p.id {
+		return nil, p.changed()
+	}
+	return &h, nil
+}
+
+// dial is the DialContext of the transport's own connections: to its host,
+// never another address (net/http's NewClientConn names the address
+// itself).
+func (p *publicTransport) dial(dial dialFunc) dialFunc {
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var h requestHost
+		if err := parseRequestHost(addr, &h); err != nil || h.key != p.host {
+			return nil, errorf("the transport for %s refuses to connect to %s", p.host, quotePattern(addr))
+		}
+		return dial(ctx, network, addr)
+	}
+}
+
 // upgradeProxy is the Proxy hook of the transport, which net/http calls
 // for the requests it sends itself: WebSocket upgrades.
 func (p *publicTransport) upgradeProxy(req *http.Request) (*url.URL, error) {
@@ -136,10 +177,10 @@ func (p *publicTransport) upgradeProxy(req *http.Request) (*url.URL, error) {
 		return nil, p.changed()
 	}
 	proxy, err := p.s.proxyFor(req)
-	if err == nil && proxy != nil && proxy.Scheme == "https" {
-		err = errorf("a WebSocket upgrade through an https proxy is not supported by TransportFor's transport: use RoundTripper")
+	if err == nil && proxy != nil {
+		err = errorf("a WebSocket upgrade through a proxy is not supported by TransportFor's transport: use RoundTripper")
 	}
-	return proxy, err
+	return nil, err
 }
 
 // CloseIdleConnections closes the idle connections of the pools of the
