@@ -2,12 +2,13 @@ package mtls
 
 import (
 	"fmt"
-	"github.com/mtlsgo/mtls/internal/hostmatch"
 	"math/rand/v2"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/mtlsgo/mtls/internal/hostmatch"
 )
 
 // Benchmarks of Resolve against two baselines, on one workload generator for
