@@ -1,5 +1,7 @@
 package mtls
 
+import "time"
+
 // EventKind says what an [Event] reports.
 type EventKind uint8
 
@@ -26,6 +28,14 @@ const (
 	// level or, for API, at the HTTP level. Host is the SNI,
 	// CertificateID the client's, Err why.
 	ClientRefused
+	// CertificateExpiring: a certificate the policy names expires within
+	// the warning horizon ([WithExpiryWarning]); reported once per
+	// certificate. CertificateID, NotAfter, Field, Level, Pattern and
+	// Value say which.
+	CertificateExpiring
+	// CertificateExpired: a certificate the policy names has expired;
+	// reported once per certificate.
+	CertificateExpired
 )
 
 // String returns the kind's name.
@@ -43,6 +53,10 @@ func (k EventKind) String() string {
 		return "server certificate chosen"
 	case ClientRefused:
 		return "client refused"
+	case CertificateExpiring:
+		return "certificate expiring"
+	case CertificateExpired:
+		return "certificate expired"
 	}
 	return "unknown event"
 }
@@ -51,11 +65,13 @@ func (k EventKind) String() string {
 // metrics. It never holds key material.
 type Event struct {
 	Kind          EventKind
-	Host          string // normalised host:port
-	CertificateID string // the client certificate's ID, if any
-	Level         Level  // FailedClosed: the level of the mapping
-	Pattern       string // FailedClosed: the pattern, as written
-	Value         string // FailedClosed: the value as written; inline PEM by its SHA-256 instead
-	API           string // ClientRefused: the API whose rules refused, "" for the policy's
-	Err           error  // PinMismatch, FailedClosed and ClientRefused: why
+	Host          string    // normalised host:port
+	CertificateID string    // the client certificate's ID, if any
+	Field         string    // expiry events: the policy's field that names the certificate
+	Level         Level     // FailedClosed and expiry events: the level of the mapping
+	Pattern       string    // FailedClosed and expiry events: the pattern, as written
+	Value         string    // FailedClosed: the value as written; inline PEM by its SHA-256 instead
+	API           string    // ClientRefused: the API whose rules refused, "" for the policy's
+	NotAfter      time.Time // expiry events: when the certificate expires
+	Err           error     // PinMismatch, FailedClosed and ClientRefused: why
 }

@@ -1,6 +1,9 @@
 package mtls
 
-import "net/http"
+import (
+	"net/http"
+	"time"
+)
 
 // Option configures a [Selector] made by [New].
 type Option func(*options)
@@ -10,6 +13,7 @@ type options struct {
 	maxTransports int
 	sessionCache  int
 	onEvent       func(Event)
+	expiryWarning time.Duration
 }
 
 // DefaultMaxTransports is the default bound of a Selector's transport cache:

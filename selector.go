@@ -1,6 +1,7 @@
 package mtls
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"maps"
@@ -80,6 +81,7 @@ type core struct {
 	protocols http.Protocols         // of every pool
 	plain     *http.Transport        // for http:// requests
 	gateway   *Selector              // set once New has set its policy
+	expiry    *expiryWatch           // nil without an event hook
 	live      map[*Selector]struct{} // selectors not closed; under slots.mu
 }
 
@@ -123,6 +125,7 @@ func New(store CertStore, gateway Policy, opts ...Option) (*Selector, error) {
 	// A snapshot: a change of the caller's base (or of the process-wide
 	// http.DefaultTransport) after New never reaches the pools.
 	o.base = o.base.Clone()
+	o.expiryWarning = cmp.Or(o.expiryWarning, DefaultExpiryWarning)
 	c := &core{slots: newSlots(store), opts: o, protocols: protocols, plain: o.base.Clone(), live: map[*Selector]struct{}{}}
 	s := c.newSelector(nil)
 	if err := s.set(gateway); err != nil {
@@ -132,6 +135,8 @@ func New(store CertStore, gateway Policy, opts ...Option) (*Selector, error) {
 	if n, ok := c.store.(Notifier); ok {
 		c.stop = n.Notify(c.changed)
 	}
+	c.expiry = newExpiryWatch(o, s.Inventory)
+	c.expiry.check()
 	return s, nil
 }
 
@@ -177,6 +182,7 @@ func (s *Selector) ForAPI(api Policy) (*Selector, error) {
 		a.Close()
 		return nil, err
 	}
+	s.c.expiry.check()
 	return a, nil
 }
 
@@ -201,6 +207,7 @@ func (s *Selector) Update(p Policy) error {
 	for _, a := range children {
 		a.sweep()
 	}
+	s.c.expiry.check()
 	return nil
 }
 
@@ -335,8 +342,11 @@ func (s *Selector) Close() error {
 		s.parent.mu.Lock()
 		delete(s.parent.children, s)
 		s.parent.mu.Unlock()
-	} else if s.c.stop != nil {
-		s.c.stop()
+	} else {
+		if s.c.stop != nil {
+			s.c.stop()
+		}
+		s.c.expiry.close()
 	}
 	s.pool.retireAll()
 	if s.parent == nil {

@@ -1,6 +1,7 @@
 package mtls
 
 import (
+	"cmp"
 	"crypto/x509"
 	"sync"
 	"sync/atomic"
@@ -95,6 +96,7 @@ type Server struct {
 	slots  *slots
 	opts   options
 	stop   func()
+	expiry *expiryWatch // nil without an event hook
 	state  atomic.Pointer[serverState]
 	closed atomic.Bool
 	mu     sync.Mutex // serialises Update and Close
@@ -111,6 +113,13 @@ type serverState struct {
 	anyDomain []*apiState      // APIs on every domain
 	verdicts  verdictCache
 	held      slotSet
+	lists     []namedList // the allowlists, for Inventory
+}
+
+// namedList is an allowlist of a policy, by field.
+type namedList struct {
+	field string
+	srcs  []source
 }
 
 // apiState is one API ready for requests.
@@ -132,6 +141,7 @@ func NewServer(store CertStore, p ServerPolicy, opts ...Option) (*Server, error)
 	for _, opt := range opts {
 		opt(&o)
 	}
+	o.expiryWarning = cmp.Or(o.expiryWarning, DefaultExpiryWarning)
 	s := &Server{slots: newSlots(store), opts: o}
 	if err := s.set(p); err != nil {
 		return nil, err
@@ -139,6 +149,8 @@ func NewServer(store CertStore, p ServerPolicy, opts ...Option) (*Server, error)
 	if n, ok := s.slots.store.(Notifier); ok {
 		s.stop = n.Notify(s.slots.invalidate)
 	}
+	s.expiry = newExpiryWatch(o, s.Inventory)
+	s.expiry.check()
 	return s, nil
 }
 
@@ -152,7 +164,11 @@ func (s *Server) Update(p ServerPolicy) error {
 	if !s.usable() {
 		return ErrClosed
 	}
-	return s.set(p)
+	if err := s.set(p); err != nil {
+		return err
+	}
+	s.expiry.check()
+	return nil
 }
 
 func (s *Server) set(p ServerPolicy) error {
@@ -187,6 +203,7 @@ func (s *Server) Close() error {
 	if s.stop != nil {
 		s.stop()
 	}
+	s.expiry.close()
 	s.slots.mu.Lock()
 	s.slots.keep(newSlotSet())
 	s.slots.mu.Unlock()

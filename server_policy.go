@@ -202,6 +202,10 @@ func (s *Server) install(pl *serverPlan) {
 	for _, i := range pl.anyDomain {
 		st.anyDomain = append(st.anyDomain, apis[i])
 	}
+	st.lists = append(st.lists, namedList{"AllowedClients", pl.global.allowed}, namedList{"APIClients", pl.apiClients})
+	for _, a := range pl.apis {
+		st.lists = append(st.lists, namedList{"APIs[" + strconv.Quote(a.name) + "].AllowedClients", a.rules.allowed})
+	}
 	s.state.Store(st)
 	v.keep(held)
 }

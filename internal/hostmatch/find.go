@@ -144,3 +144,54 @@ func (t *Table) entryFor(rec *record, level uint8, port uint16) *entry {
 	}
 	return anyPort
 }
+
+// Tiers returns, for each step of the precedence (API level specific, API
+// level '*', gateway level specific, gateway level '*'), the index of the
+// pattern that step would give h on port, or -1: what Find chooses, and
+// what it passed over, for tools that explain a choice.
+func (t *Table) Tiers(h *Host, port uint16) [4]int {
+	tiers := [4]int{-1, -1, -1, -1}
+	if t == nil {
+		return tiers
+	}
+	if port == 0 {
+		port = 443
+	}
+	if h.lazyIPv6 {
+		if _, reason := h.canonicalIPv6(); reason != "" {
+			return tiers
+		}
+	}
+	rec := t.get(mix(h.sum), nil, h)
+	for li, level := range [2]uint8{1, 2} {
+		var best *entry
+		if rec != nil {
+			best = t.entryFor(rec, level, port)
+		}
+		if best == nil {
+			best = t.searchLevel(h, port, level)
+		}
+		if best != nil {
+			tiers[2*li] = int(best.pattern)
+		}
+		tiers[2*li+1] = int(t.defaults[li])
+	}
+	return tiers
+}
+
+// searchLevel returns the best wildcard entry of one level for h.
+func (t *Table) searchLevel(h *Host, port uint16, level uint8) *entry {
+	byLen := t.byLabels[1]
+	if h.labels >= len(byLen) {
+		return nil
+	}
+	var best *entry
+	for _, m := range byLen[h.labels] {
+		if rec := t.get(m.hash(h), m, h); rec != nil {
+			if e := t.entryFor(rec, level, port); e != nil && (best == nil || e.rank < best.rank) {
+				best = e
+			}
+		}
+	}
+	return best
+}

@@ -1,0 +1,103 @@
+package mtls
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/mtlsgo/mtls/mtlstest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Explain says which pattern at which level chose a host's certificate and
+// pins, and what every step of the precedence offered.
+func TestExplain(t *testing.T) {
+	ca := newCA(t, "explain")
+	store := newStore(t)
+	gwID, apiID := add(t, store, clientLeaf(t, ca, "gw").PEM()), add(t, store, clientLeaf(t, ca, "api").PEM())
+	pinned := clientLeaf(t, ca, "pinned")
+	gw := newSelector(t, store, Policy{
+		Certificates:     Map{"*.example.com": gwID, "*": gwID},
+		PinnedPublicKeys: Map{"api.example.com:8443": pinFor(pinned.Cert)},
+	})
+	api := forAPI(t, gw, Policy{Certificates: Map{"api.example.com": apiID}})
+
+	res, err := api.Explain("API.example.com.:8443")
+	require.NoError(t, err)
+	assert.Equal(t, "api.example.com:8443", res.Host)
+	assert.Equal(t, Match{Value: apiID, Pattern: "api.example.com", Level: LevelAPI}, res.Certificate.Match)
+	assert.Equal(t, [4]Match{
+		{Value: apiID, Pattern: "api.example.com", Level: LevelAPI},
+		{},
+		{Value: gwID, Pattern: "*.example.com", Level: LevelGateway},
+		{Value: gwID, Pattern: "*", Level: LevelGateway},
+	}, res.Certificate.Steps)
+	assert.Equal(t, apiID, res.Certificate.ID)
+	assert.NoError(t, res.Certificate.Err)
+	assert.Equal(t, "api.example.com:8443", res.Pins.Pattern)
+	assert.Equal(t, []string{pinFor(pinned.Cert)}, res.Pins.Pins)
+
+	res, err = gw.Explain("other.org")
+	require.NoError(t, err)
+	assert.Equal(t, "*", res.Certificate.Pattern)
+	assert.Zero(t, res.Pins.Match, "no pin for other.org")
+
+	del(t, store, apiID)
+	res, err = api.Explain("api.example.com")
+	require.NoError(t, err)
+	assert.ErrorIs(t, res.Certificate.Err, ErrNotFound, "Explain says why the host fails closed")
+
+	_, err = gw.Explain("::1")
+	assert.Error(t, err)
+}
+
+// Inventory lists every certificate a policy names, with its source and
+// expiry; the expiry events report a certificate within the horizon, once.
+func TestInventoryAndExpiryEvents(t *testing.T) {
+	ca := newCA(t, "inventory")
+	soon := issue(t, ca, mtlstest.Options{CommonName: "soon", NotAfter: time.Now().Add(48 * time.Hour)})
+	later := issue(t, ca, mtlstest.Options{CommonName: "later", NotAfter: time.Now().Add(90 * 24 * time.Hour)})
+	store := newStore(t)
+	soonID, laterID := add(t, store, soon.PEM()), add(t, store, later.PEM())
+	path := writeFile(t, t.TempDir(), "later.pem", later.PEM())
+	var events eventLog
+	sel := newSelector(t, store, Policy{
+		Certificates:     Map{"a.example.com": soonID, "b.example.com": path},
+		PinnedPublicKeys: Map{"a.example.com": laterID + ", " + pinFor(soon.Cert)},
+	}, WithEventHook(events.hook), WithExpiryWarning(7*24*time.Hour))
+
+	uses := sel.Inventory(context.Background())
+	byPattern := map[string][]CertificateUse{}
+	for _, u := range uses {
+		require.NoError(t, u.Err, "%+v", u)
+		byPattern[u.Field+" "+u.Pattern] = append(byPattern[u.Field+" "+u.Pattern], u)
+	}
+	require.Len(t, byPattern["Certificates a.example.com"], 1)
+	assert.Equal(t, "store", byPattern["Certificates a.example.com"][0].Source)
+	assert.Equal(t, soonID, byPattern["Certificates a.example.com"][0].ID)
+	assert.Equal(t, "file", byPattern["Certificates b.example.com"][0].Source)
+	assert.Equal(t, laterID, byPattern["Certificates b.example.com"][0].ID)
+	assert.WithinDuration(t, later.Cert.NotAfter, byPattern["Certificates b.example.com"][0].NotAfter, time.Second)
+	pins := byPattern["PinnedPublicKeys a.example.com"]
+	require.Len(t, pins, 2)
+	assert.ElementsMatch(t, []string{"store", "pin"}, []string{pins[0].Source, pins[1].Source})
+
+	expiring := func() []Event {
+		events.mu.Lock()
+		defer events.mu.Unlock()
+		var out []Event
+		for _, e := range events.events {
+			if e.Kind == CertificateExpiring || e.Kind == CertificateExpired {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	got := expiring()
+	require.Len(t, got, 1, "one warning, for the certificate within the horizon:\n%s", events.String())
+	assert.Equal(t, soonID, got[0].CertificateID)
+	assert.Equal(t, "a.example.com", got[0].Pattern)
+	require.NoError(t, sel.Update(Policy{Certificates: Map{"c.example.com": soonID}}))
+	assert.Len(t, expiring(), 1, "the same certificate warns once")
+}
