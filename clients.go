@@ -110,18 +110,19 @@ func (a *allowList) has(ctx context.Context, v *slots, id [32]byte) bool {
 }
 
 // clientRules are what a client certificate must pass: to chain to cas
-// within depth certificates above the leaf, when cas is set; and to be in
-// allowed or authorised by authorize, when either is set.
+// within depth intermediates, when cas is set; and, when listed, to be in
+// allowed or authorised by authorize.
 type clientRules struct {
 	cas       *x509.CertPool
 	depth     int
+	listed    bool // the client must be in allowed, or authorised
 	allowed   *allowList
 	authorize Authorizer
 }
 
 // active reports whether the rules ask for a client certificate at all.
 func (r *clientRules) active() bool {
-	return r != nil && (r.cas != nil || !r.allowed.empty() || r.authorize != nil)
+	return r != nil && (r.cas != nil || r.listed)
 }
 
 // check returns why chain, as the client presented it, leaf first, does
@@ -140,7 +141,7 @@ func (r *clientRules) check(ctx context.Context, v *slots, chain []*x509.Certifi
 			return errorf("%w: %w", ErrClientRefused, err)
 		}
 	}
-	if r.allowed.empty() && r.authorize == nil {
+	if !r.listed {
 		return nil
 	}
 	if r.allowed.has(ctx, v, sha256.Sum256(leaf.Raw)) {
@@ -158,8 +159,9 @@ func (r *clientRules) check(ctx context.Context, v *slots, chain []*x509.Certifi
 }
 
 // verifyChain verifies chain against the client CAs, for client
-// authentication, with at most depth certificates above the leaf (nginx's
-// ssl_verify_depth).
+// authentication, with at most depth intermediates between the leaf and the
+// trusted CA, as nginx's ssl_verify_depth (OpenSSL's verify depth) counts:
+// neither the leaf nor the trusted CA count.
 func (r *clientRules) verifyChain(chain []*x509.Certificate, now time.Time) error {
 	inter := x509.NewCertPool()
 	for _, c := range chain[1:] {
@@ -172,9 +174,9 @@ func (r *clientRules) verifyChain(chain []*x509.Certificate, now time.Time) erro
 	}
 	depth := max(r.depth, 1)
 	for _, c := range chains {
-		if len(c)-1 <= depth {
+		if len(c)-2 <= depth {
 			return nil
 		}
 	}
-	return errorf("the client certificate chains to the client CAs through more than %d certificates above it (VerifyDepth)", depth)
+	return errorf("the client certificate chains to the client CAs through more than %d intermediate certificates (VerifyDepth)", depth)
 }

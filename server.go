@@ -37,9 +37,10 @@ type ServerPolicy struct {
 	// Nil: no CA check at the TLS level.
 	ClientCAs *x509.CertPool
 
-	// VerifyDepth is the most certificates above the client's leaf, the
-	// trusted CA included, as nginx's ssl_verify_depth counts them; 0
-	// means 1: the leaf is signed by a CA of ClientCAs.
+	// VerifyDepth is the most intermediate certificates between the
+	// client's leaf and a CA of ClientCAs, as nginx's ssl_verify_depth
+	// (OpenSSL's verify depth) counts them: neither the leaf nor the
+	// trusted CA count. 0 means 1, nginx's default.
 	VerifyDepth int
 
 	// AllowedClients, when set, makes every handshake present one of these
@@ -75,10 +76,13 @@ type APIPolicy struct {
 	// [NewResolver]); "" answers on every domain.
 	Domain string
 
-	// MutualTLS makes the API require a client certificate in
-	// AllowedClients or APIClients (or that Authorize allows) and, when
-	// ClientCAs is set, chaining to them within VerifyDepth. False: the API
-	// takes any client; only the SNI and Host check applies.
+	// MutualTLS makes the API require a client certificate: chaining to
+	// ClientCAs within VerifyDepth, when ClientCAs is set; and in
+	// AllowedClients or the policy's APIClients, or allowed by Authorize,
+	// when the API has AllowedClients, Authorize or no ClientCAs (the
+	// policy's APIClients widen an API's allowlist, never narrow an API
+	// that takes its CAs' clients). False: the API takes any client; only
+	// the SNI and Host check applies.
 	MutualTLS bool
 
 	AllowedClients []string

@@ -41,11 +41,12 @@ func (s *Server) Middleware(api string, next http.Handler) http.Handler {
 		if r.TLS != nil {
 			chain, sni = r.TLS.PeerCertificates, r.TLS.ServerName
 		}
-		if err := s.allowed(st, api, sni, chain); err != nil {
+		verified, err := s.allowed(st, api, sni, chain)
+		if err != nil {
 			http.Error(w, unprefixed{err}.Error(), http.StatusForbidden)
 			return
 		}
-		if len(chain) > 0 {
+		if verified && len(chain) > 0 {
 			c := ClientFromCert(chain[0])
 			r = r.WithContext(context.WithValue(r.Context(), clientKey{}, &c))
 		}
@@ -54,30 +55,33 @@ func (s *Server) Middleware(api string, next http.Handler) http.Handler {
 }
 
 // allowed is the HTTP level's verdict: the policy's rules, then the API's.
-func (s *Server) allowed(st *serverState, api, sni string, chain []*x509.Certificate) error {
+// It reports whether some rules verified the client's certificate: only
+// then is it a verified client.
+func (s *Server) allowed(st *serverState, api, sni string, chain []*x509.Certificate) (verified bool, err error) {
 	if st.global.active() {
 		if err := st.verdicts.check(s.slots, &st.global, chain); err != nil {
 			s.refused(sni, "", chain, err)
-			return err
+			return false, err
 		}
+		verified = true
 	}
 	if api == "" {
-		return nil
+		return verified, nil
 	}
 	a := st.apis[api]
 	if a == nil {
 		err := errorf("%w: no API %q", ErrClientRefused, api)
 		s.refused(sni, api, chain, err)
-		return err
+		return false, err
 	}
 	if !a.mtls {
-		return nil
+		return verified, nil
 	}
 	if err := st.verdicts.check(s.slots, &a.rules, chain); err != nil {
 		s.refused(sni, api, chain, err)
-		return err
+		return false, err
 	}
-	return nil
+	return true, nil
 }
 
 // sameHost reports whether host, a request's Host with an optional port,

@@ -186,10 +186,10 @@ func (s *Server) install(pl *serverPlan) {
 		held.certs[slot] = true
 		st.certSlots = append(st.certSlots, slot)
 	}
-	st.global = v.clientRules(pl.global, nil, held)
+	st.global = v.clientRules(pl.global, nil, false, held)
 	apis := make([]*apiState, len(pl.apis))
 	for i, a := range pl.apis {
-		apis[i] = &apiState{name: a.name, mtls: a.mtls, rules: v.clientRules(a.rules, pl.apiClients, held)}
+		apis[i] = &apiState{name: a.name, mtls: a.mtls, rules: v.clientRules(a.rules, pl.apiClients, true, held)}
 		st.apis[a.name] = apis[i]
 	}
 	for _, g := range pl.groups {
@@ -211,9 +211,14 @@ func (s *Server) install(pl *serverPlan) {
 }
 
 // clientRules makes the rules of rp, whose allowlist also holds extra,
-// with the slot of each value, which it adds to held. v.mu is held.
-func (v *slots) clientRules(rp rulesPlan, extra []source, held slotSet) clientRules {
-	r := clientRules{cas: rp.cas, depth: rp.depth, authorize: rp.authorize}
+// with the slot of each value, which it adds to held. The client must be
+// listed when rp has an allowlist or an Authorizer, or, for an API
+// (api), no CAs: extra (the policy's APIClients) widens an API's
+// allowlist, and never narrows an API that accepts its CAs' clients. v.mu
+// is held.
+func (v *slots) clientRules(rp rulesPlan, extra []source, api bool, held slotSet) clientRules {
+	r := clientRules{cas: rp.cas, depth: rp.depth, authorize: rp.authorize,
+		listed: len(rp.allowed) > 0 || rp.authorize != nil || api && rp.cas == nil}
 	if len(rp.allowed)+len(extra) == 0 {
 		return r
 	}

@@ -87,11 +87,11 @@ func (s *Server) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, e
 	if err != nil {
 		p := st.certs.Patterns()[i]
 		err = errorf("SNI %s: server certificate %s: %w", quotePattern(hello.ServerName), describe(p.Value), err)
-		s.event(Event{Kind: FailedClosed, Host: hostKey{h.Name(), port}.String(), Pattern: p.Text, Value: name(p.Value), Err: err})
+		s.event(Event{Kind: FailedClosed, Host: hello.ServerName, Pattern: p.Text, Value: name(p.Value), Err: err})
 		return nil, err
 	}
 	if s.opts.onEvent != nil {
-		s.event(Event{Kind: ServerCertificateChosen, Host: hostKey{h.Name(), port}.String(), CertificateID: cs.id})
+		s.event(Event{Kind: ServerCertificateChosen, Host: hello.ServerName, CertificateID: cs.id})
 	}
 	return cs.cert, nil
 }
@@ -142,12 +142,12 @@ func (st *serverState) asks(sni string) bool {
 	if st.global.active() {
 		return true
 	}
-	for _, a := range st.apisOn(sni) {
-		if a.mtls {
-			return true
-		}
+	mtls := func(a *apiState) bool { return a.mtls }
+	if sni == "" { // any API may be the one asked for
+		return slices.ContainsFunc(st.groups, func(g []*apiState) bool { return slices.ContainsFunc(g, mtls) }) ||
+			slices.ContainsFunc(st.anyDomain, mtls)
 	}
-	return slices.ContainsFunc(st.anyDomain, func(a *apiState) bool { return a.mtls })
+	return slices.ContainsFunc(st.apisOn(sni), mtls) || slices.ContainsFunc(st.anyDomain, mtls)
 }
 
 // apisOn returns the APIs whose domain pattern is the one that sni
@@ -163,14 +163,25 @@ func (st *serverState) apisOn(sni string) []*apiState {
 	return nil
 }
 
-// owner returns the API with MutualTLS that alone answers on sni's domain,
-// or nil: the TLS level then enforces its rules too.
+// owner returns the API with MutualTLS that alone answers on sni's domain
+// (an API on every domain answers on it too), or nil: the TLS level then
+// enforces its rules too. A handshake without SNI has no owner.
 func (st *serverState) owner(sni string) *apiState {
-	on := st.apisOn(sni)
-	if len(on)+len(st.anyDomain) != 1 || len(on) != 1 || !on[0].mtls {
+	if sni == "" {
 		return nil
 	}
-	return on[0]
+	on := st.apisOn(sni)
+	var only *apiState
+	switch {
+	case len(on) == 1 && len(st.anyDomain) == 0:
+		only = on[0]
+	case len(on) == 0 && len(st.anyDomain) == 1:
+		only = st.anyDomain[0]
+	}
+	if only == nil || !only.mtls {
+		return nil
+	}
+	return only
 }
 
 // refused reports a client refused.
