@@ -129,12 +129,12 @@ func (r *clientRules) active() bool {
 // not pass the rules at now, wrapping ErrClientRefused, or nil.
 func (r *clientRules) check(ctx context.Context, v *slots, chain []*x509.Certificate, now time.Time) error {
 	if len(chain) == 0 {
-		return errorf("%w: no client certificate", ErrClientRefused)
+		return withReason("no_certificate", errorf("%w: no client certificate", ErrClientRefused))
 	}
 	leaf := chain[0]
 	if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
-		return errorf("%w: %w: the client certificate is valid from %s to %s", ErrClientRefused, ErrExpired,
-			leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
+		return withReason("expired", errorf("%w: %w: the client certificate is valid from %s to %s", ErrClientRefused, ErrExpired,
+			leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339)))
 	}
 	if r.cas != nil {
 		if err := r.verifyChain(chain, now); err != nil {
@@ -155,7 +155,7 @@ func (r *clientRules) check(ctx context.Context, v *slots, chain []*x509.Certifi
 		}
 		why = fmt.Sprintf("its ID is not in the allowlist, and %s", unprefixed{err}.Error())
 	}
-	return errorf("%w: client certificate %s is not allowed: %s", ErrClientRefused, Fingerprint(leaf.Raw), why)
+	return withReason("not_allowed", errorf("%w: client certificate %s is not allowed: %s", ErrClientRefused, Fingerprint(leaf.Raw), why))
 }
 
 // verifyChain verifies chain against the client CAs, for client
@@ -170,7 +170,7 @@ func (r *clientRules) verifyChain(chain []*x509.Certificate, now time.Time) erro
 	chains, err := chain[0].Verify(x509.VerifyOptions{Roots: r.cas, Intermediates: inter, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	if err != nil {
-		return errorf("the client certificate does not chain to the client CAs: %w", err)
+		return withReason("untrusted", errorf("the client certificate does not chain to the client CAs: %w", err))
 	}
 	depth := max(r.depth, 1)
 	for _, c := range chains {
@@ -178,5 +178,5 @@ func (r *clientRules) verifyChain(chain []*x509.Certificate, now time.Time) erro
 			return nil
 		}
 	}
-	return errorf("the client certificate chains to the client CAs through more than %d intermediate certificates (VerifyDepth)", depth)
+	return withReason("too_deep", errorf("the client certificate chains to the client CAs through more than %d intermediate certificates (VerifyDepth)", depth))
 }

@@ -85,6 +85,43 @@ type trimmed struct {
 func (t trimmed) Error() string { return strings.TrimPrefix(t.err.Error(), t.prefix) }
 func (t trimmed) Unwrap() error { return t.err }
 
+// reasoned is an error with the short reason that events give it.
+type reasoned struct {
+	reason string
+	err    error
+}
+
+func (r reasoned) Error() string { return r.err.Error() }
+func (r reasoned) Unwrap() error { return r.err }
+
+func withReason(reason string, err error) error { return reasoned{reason, err} }
+
+// reasonOf returns the short reason of an error, for Event.Reason.
+func reasonOf(err error) string {
+	var r reasoned
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &r):
+		return r.reason
+	case errors.Is(err, ErrClosed):
+		return "closed"
+	case errors.Is(err, ErrNotFound):
+		return "not_found"
+	case errors.Is(err, ErrExpired):
+		return "expired"
+	case errors.Is(err, ErrNoPrivateKey):
+		return "no_private_key"
+	case errors.Is(err, ErrDecrypt):
+		return "decrypt"
+	case errors.Is(err, ErrInvalidValue):
+		return "invalid_value"
+	case errors.Is(err, ErrPinMismatch):
+		return "pin_mismatch"
+	}
+	return "unreadable"
+}
+
 // PolicyError is the error of [New], [Selector.ForAPI], [Selector.Update],
 // [NewServer] and [Server.Update] for a policy whose values cannot be used
 // now: it lists every problem.

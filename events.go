@@ -74,4 +74,10 @@ type Event struct {
 	API           string    // ClientRefused: the API whose rules refused, "" for the policy's
 	NotAfter      time.Time // expiry events: when the certificate expires
 	Err           error     // PinMismatch, FailedClosed and ClientRefused: why
+	// Reason is Err in a word, for metrics: "not_found", "expired",
+	// "no_private_key", "decrypt", "invalid_value", "unreadable",
+	// "pin_mismatch", "closed"; for ClientRefused also "no_certificate",
+	// "untrusted" (not chaining to the client CAs), "too_deep",
+	// "not_allowed", "unknown_api".
+	Reason string
 }

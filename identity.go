@@ -97,7 +97,7 @@ func (s *Selector) refuse(p hostmatch.Pattern, host hostKey, err error, report b
 	}
 	if report {
 		s.event(Event{Kind: FailedClosed, Host: host.String(), Level: Level(p.Level), Pattern: p.Text,
-			Value: name(p.Value), Err: err})
+			Value: name(p.Value), Err: err, Reason: reasonOf(err)})
 	}
 	return err
 }

@@ -70,7 +70,7 @@ func (s *Server) allowed(st *serverState, api, sni string, chain []*x509.Certifi
 	}
 	a := st.apis[api]
 	if a == nil {
-		err := errorf("%w: no API %q", ErrClientRefused, api)
+		err := withReason("unknown_api", errorf("%w: no API %q", ErrClientRefused, api))
 		s.refused(sni, api, chain, err)
 		return false, err
 	}

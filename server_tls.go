@@ -87,7 +87,7 @@ func (s *Server) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, e
 	if err != nil {
 		p := st.certs.Patterns()[i]
 		err = errorf("SNI %s: server certificate %s: %w", quotePattern(hello.ServerName), describe(p.Value), err)
-		s.event(Event{Kind: FailedClosed, Host: hello.ServerName, Pattern: p.Text, Value: name(p.Value), Err: err})
+		s.event(Event{Kind: FailedClosed, Host: hello.ServerName, Pattern: p.Text, Value: name(p.Value), Err: err, Reason: reasonOf(err)})
 		return nil, err
 	}
 	if s.opts.onEvent != nil {
@@ -186,7 +186,7 @@ func (st *serverState) owner(sni string) *apiState {
 
 // refused reports a client refused.
 func (s *Server) refused(sni, api string, chain []*x509.Certificate, err error) {
-	e := Event{Kind: ClientRefused, Host: sni, API: api, Err: err}
+	e := Event{Kind: ClientRefused, Host: sni, API: api, Err: err, Reason: reasonOf(err)}
 	if len(chain) > 0 {
 		e.CertificateID = Fingerprint(chain[0].Raw)
 	}

@@ -32,7 +32,7 @@ func (s *Selector) clientConfig(snap *hop, current hopFunc, sessions tls.ClientS
 	cfg.ClientSessionCache = sessions
 	host := snap.host.String()
 	chosen := func(h *hop) { s.event(Event{Kind: CertificateChosen, Host: host, CertificateID: h.certID}) }
-	mismatch := func(err error) { s.event(Event{Kind: PinMismatch, Host: host, Err: err}) }
+	mismatch := func(err error) { s.event(Event{Kind: PinMismatch, Host: host, Err: err, Reason: "pin_mismatch"}) }
 	cfg.GetClientCertificate = getClientCertificate(current, chosen)
 	cfg.VerifyPeerCertificate = verifyPeerPins(current, mismatch)
 	cfg.VerifyConnection = verifyConnection(snap, current, mismatch)

@@ -2,6 +2,7 @@ package mtls
 
 import (
 	"context"
+	"crypto/x509"
 	"testing"
 	"time"
 
@@ -100,4 +101,37 @@ func TestInventoryAndExpiryEvents(t *testing.T) {
 	assert.Equal(t, "a.example.com", got[0].Pattern)
 	require.NoError(t, sel.Update(Policy{Certificates: Map{"c.example.com": soonID}}))
 	assert.Len(t, expiring(), 1, "the same certificate warns once")
+}
+
+// Events give their error in a word, for metrics.
+func TestEventReasons(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{nil, ""},
+		{errorf("host h: %w: x", ErrNotFound), "not_found"},
+		{errorf("%w: valid until", ErrExpired), "expired"},
+		{errorf("%w", ErrNoPrivateKey), "no_private_key"},
+		{errorf("%w", ErrDecrypt), "decrypt"},
+		{errorf("%w", ErrInvalidValue), "invalid_value"},
+		{errorf("%w", ErrPinMismatch), "pin_mismatch"},
+		{ErrClosed, "closed"},
+		{errorf("disk on fire"), "unreadable"},
+		{withReason("not_allowed", errorf("%w: x", ErrClientRefused)), "not_allowed"},
+		{errorf("api: %w", withReason("too_deep", errorf("%w", ErrClientRefused))), "too_deep"},
+	} {
+		assert.Equal(t, tt.want, reasonOf(tt.err), "%v", tt.err)
+	}
+	ca := newCA(t, "reasons")
+	rules := clientRules{cas: ca.Pool}
+	v := newSlots(nil)
+	other := clientLeaf(t, newCA(t, "other"), "x")
+	for chain, want := range map[*mtlstest.Leaf]string{nil: "no_certificate", other: "untrusted", expiredLeaf(t, ca, "old"): "expired"} {
+		var c []*x509.Certificate
+		if chain != nil {
+			c = []*x509.Certificate{chain.Cert}
+		}
+		assert.Equal(t, want, reasonOf(rules.check(context.Background(), v, c, time.Now())))
+	}
 }
