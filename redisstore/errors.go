@@ -1,0 +1,108 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/mtlsgo/mtls"
+	"github.com/mtlsgo/mtls/internal/certkit"
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrUnavailable is wrapped by the errors of operations that needed Redis
+// and could not reach it (connection refused or lost, timeout, a server
+// loading its data or read-only after a failover). Writes fail with it;
+// reads fail with it only when the entry is not cached. Match it with
+// errors.Is.
+var ErrUnavailable = errors.New("mtls: Redis is unavailable")
+
+// errorf returns an error of this package: "mtls: " and the message, in
+// which error arguments lose their own "mtls: " prefix, so that the text
+// has it once; they stay in the chain for errors.Is and errors.As.
+func errorf(format string, args ...any) error {
+	for i, a := range args {
+		if err, ok := a.(error); ok {
+			args[i] = unprefixed{err}
+		}
+	}
+	return fmt.Errorf("mtls: "+format, args...)
+}
+
+// unprefixed is an error without the "mtls: " its text starts with.
+type unprefixed struct{ err error }
+
+func (u unprefixed) Error() string { return strings.TrimPrefix(u.err.Error(), "mtls: ") }
+func (u unprefixed) Unwrap() error { return u.err }
+
+// fromKit returns an error of package certkit as the core stores report
+// it: with the prefix, and with the sentinel of package mtls that means the
+// same. Errors that already have the prefix keep their text.
+func fromKit(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, certkit.ErrCorrupt):
+		return errorf("%w: %w", mtls.ErrNotFound, err)
+	case errors.Is(err, mtls.ErrDecrypt), errors.Is(err, ErrUnavailable):
+		return errorf("%w", err) // already ours
+	case errors.Is(err, certkit.ErrDecrypt):
+		return errorf("%w: %w", mtls.ErrDecrypt, trimmed{err, certkit.ErrDecrypt.Error() + ": "})
+	case errors.Is(err, certkit.ErrExpired):
+		return errorf("%w: %w", mtls.ErrExpired, trimmed{err, certkit.ErrExpired.Error() + ": "})
+	}
+	return errorf("%w", err)
+}
+
+// trimmed is err whose text loses a leading prefix (the text of a certkit
+// sentinel that the sentinel of package mtls replaces); err stays in the
+// chain.
+type trimmed struct {
+	err    error
+	prefix string
+}
+
+func (t trimmed) Error() string { return strings.TrimPrefix(t.err.Error(), t.prefix) }
+func (t trimmed) Unwrap() error { return t.err }
+
+// ctxErr returns ctx.Err() as the stores report it, or nil.
+func ctxErr(ctx context.Context) error {
+	if ctx == nil || ctx.Err() == nil {
+		return nil
+	}
+	return errorf("%w", ctx.Err())
+}
+
+// unavailable reports whether err, returned by go-redis, means that Redis
+// could not serve the command now, rather than that it refused it.
+func unavailable(err error) bool {
+	if err == nil || errors.Is(err, redis.Nil) {
+		return false
+	}
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return true // network, pool, timeout, closed client
+	}
+	msg := rerr.Error()
+	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOREPLICAS"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func errIDNotFound(id string) error {
+	return errorf("%w: no certificate or key with ID %s", mtls.ErrNotFound, id)
+}
+
+// describe names a value in an error message: quoted and cut when long, or
+// by its SHA-256 when it may hold key material (PEM, several lines).
+func describe(v string) string {
+	if strings.Contains(v, "-----") || strings.ContainsAny(v, "\r\n") || len(v) > 256 {
+		return fmt.Sprintf("value of %d bytes sha256:%s", len(v), certkit.Fingerprint([]byte(v)))
+	}
+	return strconv.Quote(certkit.Truncate(v, 80))
+}

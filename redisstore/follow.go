@@ -1,0 +1,272 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/mtlsgo/mtls/internal/certkit"
+	"github.com/redis/go-redis/v9"
+)
+
+// The change log follower (see the package documentation, "Change
+// notification"): one goroutine per Store reads the scope's stream with
+// XREAD BLOCK from the last entry it read, applies each change to the
+// cache and notifies it. Every change carries its number; a number that
+// does not follow the last one applied means entries were lost to the
+// follower (trimmed while it lagged, or Redis lost its data), and the
+// store resynchronises: it drops its cache and notifies every ID it
+// handed out. After an error the follower retries with backoff, and
+// checks, before reading on, that the log still continues from its last
+// entry.
+
+const (
+	blockFor    = time.Second           // XREAD BLOCK: also bounds how long Close leaves the follower's last read
+	readCount   = 512                   // entries per XREAD
+	idleVerify  = 5                     // after this many empty reads, check that the log still continues
+	minBackoff  = 50 * time.Millisecond // first wait after an error
+	maxBackoff  = time.Second           // longest wait between attempts while Redis is unavailable
+	syncTimeout = 10 * time.Second      // bounds a verification or resynchronisation
+)
+
+func (s *Store) follow() {
+	verify := false
+	idle := 0
+	backoff := time.Duration(0)
+	wait := func() bool {
+		backoff = min(max(2*backoff, minBackoff), maxBackoff)
+		t := time.NewTimer(backoff)
+		defer t.Stop()
+		select {
+		case <-s.bg.Done():
+			return false
+		case <-t.C:
+			return true
+		}
+	}
+	for !s.closed.Load() {
+		if verify {
+			if err := s.reconcile(); err != nil {
+				if s.closed.Load() {
+					return
+				}
+				s.markDown(err)
+				if !wait() {
+					return
+				}
+				continue
+			}
+			verify, backoff = false, 0
+			s.markUp()
+		}
+		s.mu.RLock()
+		last := s.last
+		s.mu.RUnlock()
+		res, err := s.rdb.XRead(s.bg, &redis.XReadArgs{
+			Streams: []string{s.keys.log, last}, Count: readCount, Block: blockFor,
+		}).Result()
+		if s.closed.Load() {
+			return
+		}
+		switch {
+		case errors.Is(err, redis.Nil): // nothing new within blockFor
+			backoff = 0
+			s.markUp()
+			if idle++; idle >= idleVerify {
+				idle, verify = 0, true
+			}
+			continue
+		case err != nil:
+			s.markDown(redisErr(s.bg, "follow the change log "+s.keys.log, err))
+			verify = true
+			if !wait() {
+				return
+			}
+			continue
+		}
+		idle, backoff = 0, 0
+		s.markUp()
+		if why := s.applyAll(res); why != nil {
+			if err := s.resync(why); err != nil {
+				s.markDown(err)
+				verify = true
+			}
+		}
+	}
+}
+
+// applyAll applies the entries read, and stops at the first whose number
+// does not follow the last one applied, saying why.
+func (s *Store) applyAll(res []redis.XStream) error {
+	for _, st := range res {
+		for _, m := range st.Messages {
+			if err := s.apply(m); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// apply applies one entry of the change log: the cached entry of its ID
+// is dropped unless it is newer, and the subscribers are notified, unless
+// this Store made the change and notified it already. It returns an error
+// saying why it cannot: a change number that does not follow the last one
+// applied (changes were missed), or an entry that is not a change.
+func (s *Store) apply(m redis.XMessage) error {
+	field := func(k string) string { v, _ := m.Values[k].(string); return v }
+	seq, err := strconv.ParseUint(field("seq"), 10, 64)
+	fp := field("id")
+	if err != nil || !certkit.IsID(fp) {
+		return fmt.Errorf("the change log entry %s is not a change of this package", m.ID)
+	}
+	s.mu.Lock()
+	if seq != s.applied+1 {
+		applied := s.applied
+		s.mu.Unlock()
+		return fmt.Errorf("the change log went from change %d to change %d: changes were missed "+
+			"(trimmed before this node read them, or Redis lost its data)", applied, seq)
+	}
+	s.applied, s.last = seq, m.ID
+	if e := s.cache[fp]; e != nil && e.seq < seq {
+		delete(s.cache, fp)
+	}
+	s.mu.Unlock()
+	if field("node") == s.node {
+		s.wmu.Lock()
+		_, notified := s.mine[seq]
+		delete(s.mine, seq)
+		s.wmu.Unlock()
+		if notified {
+			return nil
+		}
+	}
+	s.mu.Lock()
+	delete(s.loose, fp) // its users hear of the change below, and read it again
+	s.mu.Unlock()
+	s.notify(s.display(fp))
+	return nil
+}
+
+// reconcile checks, after the follower lost Redis or was idle, that the
+// change log continues from the last entry read; if it does not, the
+// store resynchronises.
+func (s *Store) reconcile() error {
+	ctx, cancel := context.WithTimeout(s.bg, syncTimeout)
+	defer cancel()
+	s.mu.RLock()
+	last, applied := s.last, s.applied
+	s.mu.RUnlock()
+	ok, err := verifyScript.Run(ctx, s.rdb, []string{s.keys.entries, s.keys.log}, last, itoa(applied)).Int64()
+	if err != nil {
+		return redisErr(ctx, "follow the change log "+s.keys.log, err)
+	}
+	if ok == 1 {
+		return nil
+	}
+	return s.resync(fmt.Errorf("the change log no longer holds this node's last entry %s (change %d): "+
+		"changes may have been missed (trimmed before this node read them, or Redis lost its data)", last, applied))
+}
+
+// resync drops the whole cache and notifies every ID the store handed out,
+// after moving the follower to the end of the change log.
+func (s *Store) resync(why error) error {
+	ctx, cancel := context.WithTimeout(s.bg, syncTimeout)
+	defer cancel()
+	last, seq, err := s.position(ctx)
+	if err != nil {
+		return redisErr(ctx, "resynchronise with "+s.keys.log, err)
+	}
+	s.mu.Lock()
+	set := s.loose
+	for fp := range s.cache {
+		set[fp] = struct{}{}
+	}
+	for fp := range s.failed {
+		set[fp] = struct{}{}
+	}
+	s.cache, s.loose, s.failed = map[string]*entry{}, map[string]struct{}{}, map[string]struct{}{}
+	s.last, s.applied = last, seq
+	s.epoch++
+	s.mu.Unlock()
+	s.wmu.Lock()
+	clear(s.mine) // at worst, a change of ours is notified twice
+	s.wmu.Unlock()
+	ids := slices.Sorted(maps.Keys(set))
+	for i, fp := range ids {
+		ids[i] = s.display(fp)
+	}
+	s.event(Event{Kind: EventResync, Err: why, IDs: len(ids)})
+	s.notify(ids...)
+	return nil
+}
+
+// position returns where the change log ends: the ID of its last entry
+// and the change counter.
+func (s *Store) position(ctx context.Context) (string, uint64, error) {
+	v, err := positionScript.Run(ctx, s.rdb, []string{s.keys.entries, s.keys.log}).StringSlice()
+	if err != nil {
+		return "", 0, err
+	}
+	if len(v) != 2 {
+		return "", 0, fmt.Errorf("the position script returned %d values", len(v))
+	}
+	seq, err := strconv.ParseUint(v[1], 10, 64)
+	if err != nil {
+		return "", 0, fmt.Errorf("the change counter of %s is %q, not a number", s.keys.entries, v[1])
+	}
+	return v[0], seq, nil
+}
+
+// markDown records that Redis is unavailable, reporting the outage once.
+func (s *Store) markDown(err error) {
+	s.downMu.Lock()
+	if s.down {
+		s.downMu.Unlock()
+		return
+	}
+	s.down, s.downSince = true, time.Now()
+	s.downMu.Unlock()
+	s.event(Event{Kind: EventOutage, Err: err})
+}
+
+// markUp records that the follower reads the change log again; after an
+// outage it reports the recovery and notifies the IDs whose reads failed.
+func (s *Store) markUp() {
+	s.downMu.Lock()
+	if !s.down {
+		s.downMu.Unlock()
+		return
+	}
+	s.down = false
+	d := time.Since(s.downSince)
+	s.downMu.Unlock()
+	s.mu.Lock()
+	ids := make([]string, 0, len(s.failed))
+	for fp := range s.failed {
+		ids = append(ids, s.display(fp))
+	}
+	clear(s.failed)
+	s.mu.Unlock()
+	slices.Sort(ids)
+	s.event(Event{Kind: EventRecovery, Down: d})
+	s.notify(ids...)
+}
+
+// event calls the event hook, unless the store is closed.
+func (s *Store) event(e Event) {
+	if s.onEvent != nil && !s.closed.Load() {
+		s.onEvent(e)
+	}
+}
+
+// appliedSeq returns the number of the last change applied; for tests.
+func (s *Store) appliedSeq() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.applied
+}
