@@ -28,8 +28,9 @@ type tlsID struct {
 // hop is a host's TLS identity now, with what it takes to act on it.
 type hop struct {
 	tlsID
-	cert *tls.Certificate // nil: none is presented
-	pins *pinState        // nil: the host is not pinned
+	cert    *tls.Certificate // nil: none is presented
+	pins    *pinState        // nil: the host is not pinned
+	pattern int              // the index of the certificate's pattern; -1: none
 }
 
 // identity is what a pool is made for: the identity of its host and, when
@@ -63,8 +64,9 @@ func (r *route) identity() identity {
 // file only when its version changed. With report set, a refusal is an
 // event.
 func (s *Selector) resolveHop(ctx context.Context, st *compiled, h *requestHost, report bool) (hop, error) {
-	r := hop{tlsID: tlsID{host: h.key, roots: st.roots, insecure: st.insecure}}
+	r := hop{tlsID: tlsID{host: h.key, roots: st.roots, insecure: st.insecure}, pattern: -1}
 	if i := st.certs.Find(&h.parsed, h.key.port); i >= 0 {
+		r.pattern = i
 		cs, err := s.c.certificate(ctx, st.certSlots[i], time.Now())
 		if err != nil {
 			return r, s.refuse(st.certs.Patterns()[i], h.key, err, report)

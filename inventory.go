@@ -97,6 +97,9 @@ func (s *Server) Inventory(ctx context.Context) []CertificateUse {
 	}
 	for _, l := range st.lists {
 		for i, src := range l.srcs {
+			if src.kind == 0 {
+				continue
+			}
 			u := CertificateUse{Field: l.field + "[" + strconv.Itoa(i) + "]", Value: name(src.value)}
 			uses = append(uses, readUse(ctx, s.slots.store, u, src))
 		}

@@ -80,16 +80,17 @@ func (pl *serverPlan) rules(api string, cas *x509.CertPool, depth int, allowed [
 	return rulesPlan{cas: cas, depth: depth, allowed: pl.sources(field, allowed), authorize: authorize}
 }
 
-// sources parses the values of a list.
+// sources parses the values of a list, by index: a value that does not
+// parse is a problem, and its source is left zero.
 func (pl *serverPlan) sources(field string, values []string) []source {
-	var srcs []source
+	srcs := make([]source, len(values))
 	for i, v := range values {
 		src, err := parseSource(v)
 		if err != nil {
 			pl.problems = append(pl.problems, Problem{Field: field + "[" + strconv.Itoa(i) + "]", Value: name(v), Err: err})
 			continue
 		}
-		srcs = append(srcs, src)
+		srcs[i] = src
 	}
 	return srcs
 }
@@ -160,9 +161,12 @@ func (v *slots) checkServer(pl *serverPlan, now time.Time) []Problem {
 		}
 	}
 	check := func(field string, srcs []source) {
-		for _, src := range srcs {
+		for i, src := range srcs {
+			if src.kind == 0 {
+				continue // did not parse: a problem already
+			}
 			if err := readClient(ctx, v.store, src).err; err != nil {
-				problems = append(problems, Problem{Field: field, Value: name(src.value), Err: err})
+				problems = append(problems, Problem{Field: field + "[" + strconv.Itoa(i) + "]", Value: name(src.value), Err: err})
 			}
 		}
 	}
@@ -224,6 +228,9 @@ func (v *slots) clientRules(rp rulesPlan, extra []source, api bool, held slotSet
 	}
 	r.allowed = &allowList{byID: map[[32]byte]*clientSlot{}}
 	for _, src := range append(append([]source(nil), rp.allowed...), extra...) {
+		if src.kind == 0 {
+			continue
+		}
 		slot := v.clientSlot(src)
 		held.clients[slot] = true
 		if src.kind == fromStore {

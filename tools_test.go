@@ -3,6 +3,7 @@ package mtls
 import (
 	"context"
 	"crypto/x509"
+	"net/http"
 	"testing"
 	"time"
 
@@ -134,4 +135,25 @@ func TestEventReasons(t *testing.T) {
 		}
 		assert.Equal(t, want, reasonOf(rules.check(context.Background(), v, c, time.Now())))
 	}
+}
+
+// A Trace in a request's context says which certificate went upstream.
+func TestTrace(t *testing.T) {
+	ca := newCA(t, "trace")
+	client := clientLeaf(t, ca, "client")
+	store := newStore(t)
+	id := add(t, store, client.PEM())
+	up := tlsUpstream(t, serverLeaf(t, ca, "up"), ca)
+	sel := newSelector(t, store, Policy{Certificates: Map{"127.0.0.1": id}, RootCAs: ca.Pool})
+	var tr Trace
+	req, err := http.NewRequestWithContext(WithTrace(context.Background(), &tr), http.MethodGet, up.URL, nil)
+	require.NoError(t, err)
+	resp, err := sel.RoundTripper().RoundTrip(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, Trace{Host: up.Host, CertificateID: id, Pattern: "127.0.0.1", Level: LevelGateway}, tr)
+	assert.Zero(t, testing.AllocsPerRun(100, func() {
+		r, _ := http.NewRequest(http.MethodGet, up.URL, nil)
+		sel.entryFor(r)
+	})-testing.AllocsPerRun(100, func() { http.NewRequest(http.MethodGet, up.URL, nil) }), "a request without a Trace pays nothing")
 }

@@ -48,6 +48,43 @@ func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	return e.roundTrip(req)
 }
 
+// Trace is what the RoundTripper chose for one request, for logs: give a
+// request's context one with [WithTrace], and the RoundTripper fills it in
+// before it sends the request.
+type Trace struct {
+	Host          string // the host, normalised as host:port
+	CertificateID string // the client certificate presented; "" for none
+	Pattern       string // the pattern of Policy.Certificates that chose it
+	Level         Level  // and its level
+	Proxy         string // the proxy the request goes through; "" for none
+}
+
+type traceKey struct{}
+
+// WithTrace returns ctx carrying t, which the RoundTripper of a Selector
+// fills in for a request made with it. It costs a request that carries no
+// Trace nothing.
+func WithTrace(ctx context.Context, t *Trace) context.Context {
+	return context.WithValue(ctx, traceKey{}, t)
+}
+
+// trace fills the Trace of req, if any, with the route that state st
+// resolved for it.
+func trace(req *http.Request, st *compiled, r *route) {
+	t, ok := req.Context().Value(traceKey{}).(*Trace)
+	if !ok || t == nil {
+		return
+	}
+	*t = Trace{Host: r.target.host.String(), CertificateID: r.target.certID}
+	if r.proxyURL != nil {
+		t.Proxy = r.proxyURL.String()
+	}
+	if i := r.target.pattern; i >= 0 {
+		p := st.certs.Patterns()[i]
+		t.Pattern, t.Level = p.Text, Level(p.Level)
+	}
+}
+
 // CloseIdleConnections closes the idle connections of every pool.
 func (rt *roundTripper) CloseIdleConnections() {
 	if rt.s.usable() {
@@ -82,6 +119,7 @@ func (s *Selector) entryFor(req *http.Request) (*poolEntry, error) {
 	if err := s.resolveProxy(req.Context(), st, &r); err != nil {
 		return nil, err
 	}
+	trace(req, st, &r)
 	key := poolKey{host: h.key}
 	if r.proxyURL != nil {
 		key.proxy = r.proxyURL.String()
