@@ -3,6 +3,8 @@ package mtls
 import (
 	"context"
 	"crypto/x509"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -31,47 +33,109 @@ type CertificateUse struct {
 	Err error
 }
 
-func (u CertificateUse) key() string { return u.Field + "\x00" + u.Pattern + "\x00" + u.Value }
+func (u CertificateUse) key() string {
+	return u.Field + "\x00" + u.Level.String() + "\x00" + u.Pattern + "\x00" + u.Value
+}
 
-// Inventory returns every certificate the selector's policy names (both
-// levels, for an API selector), read now: for each, where it comes from,
-// its ID, subject and expiry, or why it cannot be read. A gateway-level
-// selector's inventory also holds what its API selectors name.
+// Inventory returns every certificate the policy names at level, read now
+// from store (which may be nil when it names no store ID), without
+// building a Selector: for each, where it comes from, its ID, subject and
+// expiry, or why it cannot be read. Tools use it to check a configuration
+// that New would refuse.
+func (p Policy) Inventory(ctx context.Context, store CertStore, level Level) []CertificateUse {
+	var uses []CertificateUse
+	for _, pat := range slices.Sorted(maps.Keys(p.Certificates)) {
+		v := p.Certificates[pat]
+		u := CertificateUse{Field: "Certificates", Level: level, Pattern: pat, Value: name(v)}
+		src, err := parseSource(v)
+		if err != nil {
+			u.Err = err
+		} else {
+			u = readUse(ctx, store, u, src)
+		}
+		uses = append(uses, u)
+	}
+	for _, pat := range slices.Sorted(maps.Keys(p.PinnedPublicKeys)) {
+		items, err := parsePinList(p.PinnedPublicKeys[pat])
+		if err != nil {
+			uses = append(uses, CertificateUse{Field: "PinnedPublicKeys", Level: level, Pattern: pat,
+				Value: name(p.PinnedPublicKeys[pat]), Source: "pin", Err: err})
+			continue
+		}
+		for _, item := range items {
+			u := CertificateUse{Field: "PinnedPublicKeys", Level: level, Pattern: pat, Source: "pin", Value: hashPin(item.hash)}
+			if item.src.kind != 0 {
+				u.Value = name(item.src.value)
+				u = readUse(ctx, store, u, item.src)
+			}
+			uses = append(uses, u)
+		}
+	}
+	return uses
+}
+
+// Inventory returns every certificate the server policy names, server
+// certificates and allowed clients, as [Policy.Inventory] does.
+func (p ServerPolicy) Inventory(ctx context.Context, store CertStore) []CertificateUse {
+	var uses []CertificateUse
+	for _, pat := range slices.Sorted(maps.Keys(p.Certificates)) {
+		v := p.Certificates[pat]
+		u := CertificateUse{Field: "Certificates", Pattern: pat, Value: name(v)}
+		if src, err := parseSource(v); err != nil {
+			u.Err = err
+		} else {
+			u = readUse(ctx, store, u, src)
+		}
+		uses = append(uses, u)
+	}
+	list := func(field string, values []string) {
+		for i, v := range values {
+			u := CertificateUse{Field: field + "[" + strconv.Itoa(i) + "]", Value: name(v)}
+			if src, err := parseSource(v); err != nil {
+				u.Err = err
+			} else {
+				u = readUse(ctx, store, u, src)
+			}
+			uses = append(uses, u)
+		}
+	}
+	list("AllowedClients", p.AllowedClients)
+	list("APIClients", p.APIClients)
+	for _, a := range p.APIs {
+		list("APIs["+strconv.Quote(a.Name)+"].AllowedClients", a.AllowedClients)
+	}
+	return uses
+}
+
+// Inventory returns every certificate the selector's policies name, read
+// now (see [Policy.Inventory]): its own and, for an API selector, the
+// gateway's; a gateway-level selector's also holds what its API selectors
+// name. A certificate named alike at one level appears once.
 func (s *Selector) Inventory(ctx context.Context) []CertificateUse {
 	if !s.usable() {
 		return nil
 	}
+	gw := s
+	if s.parent != nil {
+		gw = s.parent
+	}
 	var uses []CertificateUse
-	selectors := []*Selector{s}
-	if s.parent == nil {
-		selectors = append(selectors, s.childList()...)
+	if p := gw.own.Load(); p != nil {
+		uses = p.Inventory(ctx, s.c.store, LevelGateway)
+	}
+	apis := gw.childList()
+	if s.parent != nil {
+		apis = []*Selector{s}
 	}
 	seen := map[string]bool{}
-	for _, sel := range selectors {
-		st := sel.state.Load()
-		if st == nil {
-			continue
-		}
-		for _, p := range st.certs.Patterns() {
-			u := CertificateUse{Field: "Certificates", Level: Level(p.Level), Pattern: p.Text, Value: name(p.Value)}
-			if src, err := parseSource(p.Value); err == nil {
-				u = readUse(ctx, s.c.store, u, src)
-			}
-			if k := u.key(); !seen[k] {
-				seen[k] = true
-				uses = append(uses, u)
-			}
-		}
-		for i, p := range st.pins.Patterns() {
-			for _, item := range st.pinSlots[i].items {
-				u := CertificateUse{Field: "PinnedPublicKeys", Level: Level(p.Level), Pattern: p.Text, Value: name(item.src.value), Source: "pin"}
-				if item.src.kind != 0 {
-					u = readUse(ctx, s.c.store, u, item.src)
-				} else {
-					u.Value, u.ID = hashPin(item.hash), ""
-				}
-				if k := u.key(); !seen[k] {
-					seen[k] = true
+	for _, u := range uses {
+		seen[u.key()] = true
+	}
+	for _, a := range apis {
+		if p := a.own.Load(); p != nil {
+			for _, u := range p.Inventory(ctx, s.c.store, LevelAPI) {
+				if !seen[u.key()] {
+					seen[u.key()] = true
 					uses = append(uses, u)
 				}
 			}
@@ -80,31 +144,13 @@ func (s *Selector) Inventory(ctx context.Context) []CertificateUse {
 	return uses
 }
 
-// Inventory returns every certificate the server's policy names: server
-// certificates and allowed clients, read now, as [Selector.Inventory] does.
+// Inventory returns every certificate the server's policy names, read now
+// (see [ServerPolicy.Inventory]).
 func (s *Server) Inventory(ctx context.Context) []CertificateUse {
 	if !s.usable() {
 		return nil
 	}
-	st := s.state.Load()
-	var uses []CertificateUse
-	for _, p := range st.certs.Patterns() {
-		u := CertificateUse{Field: "Certificates", Pattern: p.Text, Value: name(p.Value)}
-		if src, err := parseSource(p.Value); err == nil {
-			u = readUse(ctx, s.slots.store, u, src)
-		}
-		uses = append(uses, u)
-	}
-	for _, l := range st.lists {
-		for i, src := range l.srcs {
-			if src.kind == 0 {
-				continue
-			}
-			u := CertificateUse{Field: l.field + "[" + strconv.Itoa(i) + "]", Value: name(src.value)}
-			uses = append(uses, readUse(ctx, s.slots.store, u, src))
-		}
-	}
-	return uses
+	return s.state.Load().policy.Inventory(ctx, s.slots.store)
 }
 
 // readUse fills u with what src names now.

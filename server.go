@@ -117,13 +117,7 @@ type serverState struct {
 	anyDomain []*apiState      // APIs on every domain
 	verdicts  verdictCache
 	held      slotSet
-	lists     []namedList // the allowlists, for Inventory
-}
-
-// namedList is an allowlist of a policy, by field.
-type namedList struct {
-	field string
-	srcs  []source
+	policy    ServerPolicy // as given, for Inventory
 }
 
 // apiState is one API ready for requests.
@@ -188,6 +182,7 @@ func (s *Server) set(p ServerPolicy) error {
 	if err := policyError(append(pl.problems, s.slots.checkServer(pl, time.Now())...)); err != nil {
 		return err
 	}
+	pl.policy = p
 	s.install(pl)
 	return nil
 }

@@ -26,6 +26,7 @@ type serverPlan struct {
 	anyDomain  []int   // APIs on every domain
 	apiClients []source
 	problems   []Problem
+	policy     ServerPolicy // as given
 }
 
 // rulesPlan is a clientRules before its allowlist has slots.
@@ -184,7 +185,7 @@ func (s *Server) install(pl *serverPlan) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	held := newSlotSet()
-	st := &serverState{certs: pl.certs, domains: pl.domains, apis: map[string]*apiState{}, held: held}
+	st := &serverState{certs: pl.certs, domains: pl.domains, apis: map[string]*apiState{}, held: held, policy: pl.policy}
 	for _, src := range pl.certSrcs {
 		slot := v.certSlot(src)
 		held.certs[slot] = true
@@ -205,10 +206,6 @@ func (s *Server) install(pl *serverPlan) {
 	}
 	for _, i := range pl.anyDomain {
 		st.anyDomain = append(st.anyDomain, apis[i])
-	}
-	st.lists = append(st.lists, namedList{"AllowedClients", pl.global.allowed}, namedList{"APIClients", pl.apiClients})
-	for _, a := range pl.apis {
-		st.lists = append(st.lists, namedList{"APIs[" + strconv.Quote(a.name) + "].AllowedClients", a.rules.allowed})
 	}
 	s.state.Store(st)
 	v.keep(held)
