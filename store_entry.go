@@ -3,8 +3,6 @@ package mtls
 import (
 	"context"
 	"crypto"
-	"maps"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,7 +12,7 @@ import (
 
 // What MemoryStore and FileStore share (semantics §5): the entry with its
 // cache of the decrypted certificate, IDs as the stores take them, and the
-// subscribers of Notify.
+// subscribers of Notify (certkit.Subscribers).
 
 // storeEntry is one stored entry and its cache. A change of the entry makes
 // a new storeEntry, so the cache never outlives it. Its data is set when it
@@ -114,69 +112,4 @@ func parseAdd(pemData []byte, keys *certkit.Keyring) (*certkit.Parsed, error) {
 		return nil, fromKit(certkit.ErrNoSecret)
 	}
 	return p, nil
-}
-
-// subscribers is the set of a store's Notify functions.
-type subscribers struct {
-	mu   sync.Mutex // guards next and fns
-	next uint64
-	fns  map[uint64]func(string)
-	// onCount, if set, is called under mu with the number of subscribers
-	// after each change of it.
-	onCount func(n int)
-}
-
-// add registers fn and returns its stop function.
-func (n *subscribers) add(fn func(string)) (stop func()) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.fns == nil {
-		n.fns = make(map[uint64]func(string))
-	}
-	key := n.next
-	n.next++
-	n.fns[key] = fn
-	n.counted()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			n.mu.Lock()
-			defer n.mu.Unlock()
-			if _, ok := n.fns[key]; ok {
-				delete(n.fns, key)
-				n.counted()
-			}
-		})
-	}
-}
-
-func (n *subscribers) counted() {
-	if n.onCount != nil {
-		n.onCount(len(n.fns))
-	}
-}
-
-// notify calls every subscriber with each id, in the order they
-// subscribed. The caller must hold no lock of the store.
-func (n *subscribers) notify(ids ...string) {
-	n.mu.Lock()
-	keys := slices.Sorted(maps.Keys(n.fns))
-	fns := make([]func(string), len(keys))
-	for i, k := range keys {
-		fns[i] = n.fns[k]
-	}
-	n.mu.Unlock()
-	for _, id := range ids {
-		for _, fn := range fns {
-			fn(id)
-		}
-	}
-}
-
-// clear removes every subscriber.
-func (n *subscribers) clear() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.fns = nil
-	n.counted()
 }

@@ -78,8 +78,8 @@ type FileStore struct {
 	entries map[string]*fileEntry
 	gen     uint64 // bumped by every change of entries made by a write or a scan
 
-	subs    subscribers
-	poller  atomic.Pointer[storePoller] // written under subs.mu
+	subs    certkit.Subscribers
+	poller  atomic.Pointer[storePoller] // written under subs.Mu
 	polling atomic.Bool                 // the current poller keeps entries fresh
 	wg      sync.WaitGroup
 }
@@ -151,7 +151,7 @@ func NewFileStore(dir string, secret []byte) (*FileStore, error) {
 	}
 	s := &FileStore{dir: dir, entries: make(map[string]*fileEntry)}
 	s.keys = certkit.NewKeyring(secret, s.loadKeys)
-	s.subs.onCount = s.subscribers
+	s.subs.OnCount = s.subscribers
 	return s, nil
 }
 
@@ -197,7 +197,7 @@ func (s *FileStore) Add(ctx context.Context, pemData []byte) (string, error) {
 		return "", err
 	}
 	if changed {
-		s.subs.notify(p.ID)
+		s.subs.Notify(p.ID)
 	}
 	return p.ID, nil
 }
@@ -258,7 +258,7 @@ func (s *FileStore) Delete(ctx context.Context, id string) error {
 	}
 	removed, err := s.remove(id)
 	if removed {
-		s.subs.notify(id)
+		s.subs.Notify(id)
 	}
 	return err
 }

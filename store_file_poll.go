@@ -29,7 +29,7 @@ func (s *FileStore) Notify(fn func(id string)) (stop func()) {
 	if s == nil || s.closed.Load() || s.entries == nil {
 		return func() {}
 	}
-	return s.subs.add(fn)
+	return s.subs.Add(fn)
 }
 
 // Close stops the poller, if any, and waits for it to finish; subscribers
@@ -40,7 +40,7 @@ func (s *FileStore) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	s.subs.clear()
+	s.subs.Clear()
 	s.wg.Wait()
 	return nil
 }
@@ -54,7 +54,7 @@ type storePoller struct {
 	lastFull time.Time
 }
 
-// subscribers starts and stops the poller; called under subs.mu.
+// subscribers starts and stops the poller; called under subs.Mu.
 func (s *FileStore) subscribers(n int) {
 	cur := s.poller.Load()
 	switch {
@@ -73,11 +73,11 @@ func (s *FileStore) subscribers(n int) {
 func (s *FileStore) poll(p *storePoller) {
 	defer s.wg.Done()
 	s.scan(p, true)
-	s.subs.mu.Lock()
+	s.subs.Mu.Lock()
 	if s.poller.Load() == p {
 		s.polling.Store(true)
 	}
-	s.subs.mu.Unlock()
+	s.subs.Mu.Unlock()
 	t := time.NewTicker(FileStorePollInterval / 2)
 	defer t.Stop()
 	for {
@@ -92,7 +92,7 @@ func (s *FileStore) poll(p *storePoller) {
 				return
 			default:
 			}
-			s.subs.notify(changed...)
+			s.subs.Notify(changed...)
 		}
 	}
 }

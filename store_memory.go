@@ -27,7 +27,7 @@ type MemoryStore struct {
 	mu      sync.RWMutex // guards entries
 	entries map[string]*storeEntry
 
-	subs subscribers
+	subs certkit.Subscribers
 }
 
 // NewMemoryStore returns an empty MemoryStore whose private keys are
@@ -75,7 +75,7 @@ func (s *MemoryStore) Add(ctx context.Context, pemData []byte) (string, error) {
 		return "", err
 	}
 	if changed {
-		s.subs.notify(p.ID)
+		s.subs.Notify(p.ID)
 	}
 	return p.ID, nil
 }
@@ -168,7 +168,7 @@ func (s *MemoryStore) Delete(ctx context.Context, id string) error {
 	if !ok {
 		return errIDNotFound(id)
 	}
-	s.subs.notify(id)
+	s.subs.Notify(id)
 	return nil
 }
 
@@ -191,5 +191,5 @@ func (s *MemoryStore) List(ctx context.Context) ([]string, error) {
 // Notify implements [Notifier]: fn is called before Add (of new content)
 // and Delete return.
 func (s *MemoryStore) Notify(fn func(id string)) (stop func()) {
-	return s.subs.add(fn)
+	return s.subs.Add(fn)
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,7 +61,7 @@ type Store struct {
 	ncond    *sync.Cond
 	inflight int
 	closed   atomic.Bool
-	subs     subscribers
+	subs     certkit.Subscribers
 
 	downMu    sync.Mutex
 	down      bool
@@ -618,7 +617,7 @@ func (s *Store) Notify(fn func(id string)) (stop func()) {
 	if s == nil || s.rdb == nil || s.closed.Load() {
 		return func() {}
 	}
-	return s.subs.add(fn)
+	return s.subs.Add(fn)
 }
 
 // notify calls the subscribers with each id, unless the store is closed.
@@ -640,7 +639,7 @@ func (s *Store) notify(ids ...string) {
 		}
 		s.nmu.Unlock()
 	}()
-	s.subs.notify(ids...)
+	s.subs.Notify(ids...)
 }
 
 // Close stops following the change log, drops the subscribers and the
@@ -664,7 +663,7 @@ func (s *Store) Close() error {
 	}
 	s.nmu.Unlock()
 	s.cancel()
-	s.subs.clear()
+	s.subs.Clear()
 	s.mu.Lock()
 	s.cache, s.loose, s.failed = map[string]*entry{}, map[string]struct{}{}, map[string]struct{}{}
 	s.mu.Unlock()
@@ -729,57 +728,6 @@ func redisErr(ctx context.Context, what string, err error) error {
 		return errorf("%w: %s: %w", ErrUnavailable, what, err)
 	}
 	return errorf("%s: Redis: %w", what, err)
-}
-
-// subscribers is the set of a store's Notify functions.
-type subscribers struct {
-	mu   sync.Mutex // guards next and fns
-	next uint64
-	fns  map[uint64]func(string)
-}
-
-// add registers fn and returns its stop function.
-func (n *subscribers) add(fn func(string)) (stop func()) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.fns == nil {
-		n.fns = make(map[uint64]func(string))
-	}
-	key := n.next
-	n.next++
-	n.fns[key] = fn
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			n.mu.Lock()
-			defer n.mu.Unlock()
-			delete(n.fns, key)
-		})
-	}
-}
-
-// notify calls every subscriber with each id, in the order they
-// subscribed. The caller must hold no lock of the store.
-func (n *subscribers) notify(ids ...string) {
-	n.mu.Lock()
-	keys := slices.Sorted(maps.Keys(n.fns))
-	fns := make([]func(string), len(keys))
-	for i, k := range keys {
-		fns[i] = n.fns[k]
-	}
-	n.mu.Unlock()
-	for _, id := range ids {
-		for _, fn := range fns {
-			fn(id)
-		}
-	}
-}
-
-// clear removes every subscriber.
-func (n *subscribers) clear() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.fns = nil
 }
 
 // Interface guards.
