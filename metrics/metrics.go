@@ -78,10 +78,14 @@ func New() *Collector {
 
 // SelectorHook returns the event hook to give a Selector:
 // mtls.WithEventHook(c.SelectorHook()).
-func (c *Collector) SelectorHook() func(mtls.Event) { return func(e mtls.Event) { c.observe("upstream", e) } }
+func (c *Collector) SelectorHook() func(mtls.Event) {
+	return func(e mtls.Event) { c.observe("upstream", e) }
+}
 
 // ServerHook returns the event hook to give a Server.
-func (c *Collector) ServerHook() func(mtls.Event) { return func(e mtls.Event) { c.observe("downstream", e) } }
+func (c *Collector) ServerHook() func(mtls.Event) {
+	return func(e mtls.Event) { c.observe("downstream", e) }
+}
 
 func (c *Collector) observe(side string, e mtls.Event) {
 	switch e.Kind {

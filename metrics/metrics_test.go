@@ -153,4 +153,3 @@ func gather(t *testing.T, reg *prometheus.Registry, metric string) string {
 	}
 	return b.String()
 }
-
