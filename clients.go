@@ -3,6 +3,7 @@ package mtls
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -126,8 +127,10 @@ func (r *clientRules) active() bool {
 }
 
 // check returns why chain, as the client presented it, leaf first, does
-// not pass the rules at now, wrapping ErrClientRefused, or nil.
-func (r *clientRules) check(ctx context.Context, v *slots, chain []*x509.Certificate, now time.Time) error {
+// not pass the rules at now, wrapping ErrClientRefused, or nil. The chain's
+// verification against the CAs may come from chains, for the connection
+// conn.
+func (r *clientRules) check(ctx context.Context, v *slots, chain []*x509.Certificate, now time.Time, chains *chainCache, conn *tls.ConnectionState) error {
 	if len(chain) == 0 {
 		return withReason("no_certificate", errorf("%w: no client certificate", ErrClientRefused))
 	}
@@ -137,7 +140,7 @@ func (r *clientRules) check(ctx context.Context, v *slots, chain []*x509.Certifi
 			leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339)))
 	}
 	if r.cas != nil {
-		if err := r.verifyChain(chain, now); err != nil {
+		if err := chains.verify(conn, r, chain, now); err != nil {
 			return errorf("%w: %w", ErrClientRefused, err)
 		}
 	}
@@ -162,7 +165,10 @@ func (r *clientRules) check(ctx context.Context, v *slots, chain []*x509.Certifi
 // authentication, with at most depth intermediates between the leaf and the
 // trusted CA, as nginx's ssl_verify_depth (OpenSSL's verify depth) counts:
 // neither the leaf nor the trusted CA count.
-func (r *clientRules) verifyChain(chain []*x509.Certificate, now time.Time) error {
+//
+// It returns when the verification stops holding: the earliest expiry of
+// the chain it accepted.
+func (r *clientRules) verifyChain(chain []*x509.Certificate, now time.Time) (time.Time, error) {
 	inter := x509.NewCertPool()
 	for _, c := range chain[1:] {
 		inter.AddCert(c)
@@ -170,13 +176,19 @@ func (r *clientRules) verifyChain(chain []*x509.Certificate, now time.Time) erro
 	chains, err := chain[0].Verify(x509.VerifyOptions{Roots: r.cas, Intermediates: inter, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	if err != nil {
-		return withReason("untrusted", errorf("the client certificate does not chain to the client CAs: %w", err))
+		return chain[0].NotAfter, withReason("untrusted", errorf("the client certificate does not chain to the client CAs: %w", err))
 	}
 	depth := max(r.depth, 1)
 	for _, c := range chains {
 		if len(c)-2 <= depth {
-			return nil
+			until := c[0].NotAfter
+			for _, ca := range c[1:] {
+				if ca.NotAfter.Before(until) {
+					until = ca.NotAfter
+				}
+			}
+			return until, nil
 		}
 	}
-	return withReason("too_deep", errorf("the client certificate chains to the client CAs through more than %d intermediate certificates (VerifyDepth)", depth))
+	return chain[0].NotAfter, withReason("too_deep", errorf("the client certificate chains to the client CAs through more than %d intermediate certificates (VerifyDepth)", depth))
 }

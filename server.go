@@ -115,7 +115,7 @@ type serverState struct {
 	domains   *hostmatch.Table // API domains, by pattern: the API group
 	groups    [][]*apiState    // APIs by domain pattern of domains
 	anyDomain []*apiState      // APIs on every domain
-	verdicts  verdictCache
+	chains    chainCache
 	held      slotSet
 	policy    ServerPolicy // as given, for Inventory
 }

@@ -143,7 +143,7 @@ func BenchmarkServerAllowlist(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := rules.check(ctx, s.slots, []*x509.Certificate{leaf}, now); err != nil {
+				if err := rules.check(ctx, s.slots, []*x509.Certificate{leaf}, now, nil, nil); err != nil {
 					b.Fatal(err)
 				}
 			}

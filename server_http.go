@@ -2,6 +2,7 @@ package mtls
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"net/http"
 	"sync"
@@ -41,7 +42,7 @@ func (s *Server) Middleware(api string, next http.Handler) http.Handler {
 		if r.TLS != nil {
 			chain, sni = r.TLS.PeerCertificates, r.TLS.ServerName
 		}
-		verified, err := s.allowed(st, api, sni, chain)
+		verified, err := s.allowed(st, api, sni, r.TLS, chain)
 		if err != nil {
 			http.Error(w, unprefixed{err}.Error(), http.StatusForbidden)
 			return
@@ -57,9 +58,9 @@ func (s *Server) Middleware(api string, next http.Handler) http.Handler {
 // allowed is the HTTP level's verdict: the policy's rules, then the API's.
 // It reports whether some rules verified the client's certificate: only
 // then is it a verified client.
-func (s *Server) allowed(st *serverState, api, sni string, chain []*x509.Certificate) (verified bool, err error) {
+func (s *Server) allowed(st *serverState, api, sni string, conn *tls.ConnectionState, chain []*x509.Certificate) (verified bool, err error) {
 	if st.global.active() {
-		if err := st.verdicts.check(s.slots, &st.global, chain); err != nil {
+		if err := st.global.check(context.Background(), s.slots, chain, time.Now(), &st.chains, conn); err != nil {
 			s.refused(sni, "", chain, err)
 			return false, err
 		}
@@ -77,7 +78,7 @@ func (s *Server) allowed(st *serverState, api, sni string, chain []*x509.Certifi
 	if !a.mtls {
 		return verified, nil
 	}
-	if err := st.verdicts.check(s.slots, &a.rules, chain); err != nil {
+	if err := a.rules.check(context.Background(), s.slots, chain, time.Now(), &st.chains, conn); err != nil {
 		s.refused(sni, api, chain, err)
 		return false, err
 	}
@@ -94,49 +95,50 @@ func sameHost(host, sni string) bool {
 	return h.Name() == n.Name()
 }
 
-// verdictCache keeps the verdicts on the certificates of connections, so
-// that the requests of a keep-alive connection pay for one verdict. It is
-// part of one policy's state, and a store change (which may remove a
-// client) makes its verdicts stale.
-type verdictCache struct {
+// chainCache keeps, per connection, the verification of its client's chain
+// against client CAs, the costly part of a verdict, so that the requests of
+// a keep-alive connection pay for it once. It is part of one policy's
+// state; a verification holds until the earliest expiry in the chain it
+// verified. The rest of a verdict (validity, the allowlist, an Authorizer)
+// runs on every request, so that a removal reaches the next request.
+type chainCache struct {
 	mu sync.Mutex // guards m
-	m  map[verdictKey]verdict
+	m  map[chainKey]chainResult
 }
 
-type verdictKey struct {
-	leaf  *x509.Certificate // the connection's: net/http keeps it per connection
+type chainKey struct {
+	conn  *tls.ConnectionState // net/http's, one per connection (resumed or not)
 	rules *clientRules
 }
 
-type verdict struct {
-	err     error
-	changes uint64 // slots.changes when it was made
-	until   time.Time
+type chainResult struct {
+	err   error
+	until time.Time
 }
 
-// maxVerdicts bounds a cache; past it, the cache starts again.
-const maxVerdicts = 4096
+// maxChains bounds a cache; past it, the cache starts again.
+const maxChains = 4096
 
-// check returns rules' verdict on chain, from the cache when it holds one
-// made since the last store change, within the leaf's validity.
-func (c *verdictCache) check(v *slots, rules *clientRules, chain []*x509.Certificate) error {
-	if len(chain) == 0 {
-		return rules.check(context.Background(), v, chain, time.Now())
+// verify returns the verification of chain by rules for the connection
+// conn (nil: not cached), from the cache while it holds.
+func (c *chainCache) verify(conn *tls.ConnectionState, rules *clientRules, chain []*x509.Certificate, now time.Time) error {
+	if c == nil || conn == nil {
+		_, err := rules.verifyChain(chain, now)
+		return err
 	}
-	now, changes := time.Now(), v.changes.Load()
-	key := verdictKey{chain[0], rules}
+	key := chainKey{conn, rules}
 	c.mu.Lock()
 	got, ok := c.m[key]
 	c.mu.Unlock()
-	if ok && got.changes == changes && now.Before(got.until) {
+	if ok && now.Before(got.until) {
 		return got.err
 	}
-	err := rules.check(context.Background(), v, chain, now)
+	until, err := rules.verifyChain(chain, now)
 	c.mu.Lock()
-	if c.m == nil || len(c.m) >= maxVerdicts {
-		c.m = make(map[verdictKey]verdict)
+	if c.m == nil || len(c.m) >= maxChains {
+		c.m = make(map[chainKey]chainResult)
 	}
-	c.m[key] = verdict{err: err, changes: changes, until: chain[0].NotAfter}
+	c.m[key] = chainResult{err: err, until: until}
 	c.mu.Unlock()
 	return err
 }

@@ -127,7 +127,7 @@ func (s *Server) verifyConnection(cs tls.ConnectionState) error {
 		}
 		// Not from the verdict cache: every handshake has certificates of
 		// its own, which no later request would find there.
-		if err := r.check(context.Background(), s.slots, chain, time.Now()); err != nil {
+		if err := r.check(context.Background(), s.slots, chain, time.Now(), nil, nil); err != nil {
 			s.refused(cs.ServerName, api, chain, err)
 			return err
 		}

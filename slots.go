@@ -54,8 +54,7 @@ func (s *slot[T]) invalidate() {
 // slots are the slots of one gateway's or server's values, by value.
 type slots struct {
 	store     CertStore
-	notifying bool          // store is a Notifier: slots of store values are kept until a change
-	changes   atomic.Uint64 // bumped by every change notification
+	notifying bool // store is a Notifier: slots of store values are kept until a change
 
 	// mu guards the maps. The owner holds it while it makes the slots of
 	// a policy, publishes the state that holds them and forgets those no
@@ -134,7 +133,6 @@ func (v *slots) invalidate(id string) {
 	if plain, ok := storeID(id); ok {
 		id = plain
 	}
-	v.changes.Add(1)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for _, s := range v.certs {

@@ -133,7 +133,7 @@ func TestEventReasons(t *testing.T) {
 		if chain != nil {
 			c = []*x509.Certificate{chain.Cert}
 		}
-		assert.Equal(t, want, reasonOf(rules.check(context.Background(), v, c, time.Now())))
+		assert.Equal(t, want, reasonOf(rules.check(context.Background(), v, c, time.Now(), nil, nil)))
 	}
 }
 
