@@ -39,9 +39,10 @@
 //     to Redis (and, once the key is decrypted, without allocating); an
 //     entry not cached is read with one HMGET and cached. The cache of
 //     each node holds every entry it read (and a small record of each ID
-//     it found absent), until a change of it reaches the node; an entry read before a change is never cached after it
-//     (every entry carries the number of the last change it reflects).
-//     List reads Redis each time.
+//     it found absent), until a change of it reaches the node; an entry
+//     read before a change is never cached after it (every entry carries
+//     the number of the last change it reflects). List reads Redis each
+//     time.
 //   - Read your writes. A Get on the node that made a change, starting
 //     after Add or Delete returned, sees the change; its subscribers
 //     ([Store.Notify]) are called before Add or Delete returns.
@@ -56,11 +57,11 @@
 //     cached: no request whose certificate was cached fails. Reads of
 //     entries not cached, List, and every write fail with an error
 //     wrapping [ErrUnavailable] (a write that fails changed nothing,
-//     unless Redis applied it and the reply was lost). The node reports the
-//     outage through [WithEventHook] ([EventOutage]), retries with a backoff
-//     of at most a second, and when Redis is back ([EventRecovery]) applies the changes
-//     made meanwhile, and notifies the IDs whose reads failed so that
-//     their users read them again.
+//     unless Redis applied it and the reply was lost). The node reports
+//     the outage through [WithEventHook] ([EventOutage]), retries with a
+//     backoff of at most a second, and when Redis is back
+//     ([EventRecovery]) applies the changes made meanwhile, and notifies
+//     the IDs whose reads failed so that their users read them again.
 //   - Resynchronisation. A node that cannot tell what changed while it did
 //     not follow the log (its last entry was trimmed away because the
 //     node lagged more than [WithLogLength] changes, or Redis lost its

@@ -34,7 +34,10 @@ func errorf(format string, args ...any) error {
 // unprefixed is an error without the "mtls: " its text starts with.
 type unprefixed struct{ err error }
 
+// Error returns the text of the error, without its "mtls: ".
 func (u unprefixed) Error() string { return strings.TrimPrefix(u.err.Error(), "mtls: ") }
+
+// Unwrap returns the error.
 func (u unprefixed) Unwrap() error { return u.err }
 
 // fromKit returns an error of package certkit as the core stores report
@@ -64,7 +67,10 @@ type trimmed struct {
 	prefix string
 }
 
+// Error returns the text of the error, without the prefix.
 func (t trimmed) Error() string { return strings.TrimPrefix(t.err.Error(), t.prefix) }
+
+// Unwrap returns the error.
 func (t trimmed) Unwrap() error { return t.err }
 
 // ctxErr returns ctx.Err() as the stores report it, or nil.
@@ -94,6 +100,21 @@ func unavailable(err error) bool {
 	return false
 }
 
+// redisErr wraps an error of a Redis command made for what (such as "Add
+// <id>"): ctx's error when ctx ended, ErrUnavailable when Redis could not
+// serve it, else the error as is.
+func redisErr(ctx context.Context, what string, err error) error {
+	if cerr := ctxErr(ctx); cerr != nil {
+		return errorf("%s: %w", what, cerr)
+	}
+	if unavailable(err) {
+		return errorf("%w: %s: %w", ErrUnavailable, what, err)
+	}
+	return errorf("%s: Redis: %w", what, err)
+}
+
+// errIDNotFound is the error of an ID with no entry; it wraps
+// mtls.ErrNotFound.
 func errIDNotFound(id string) error {
 	return errorf("%w: no certificate or key with ID %s", mtls.ErrNotFound, id)
 }

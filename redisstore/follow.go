@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strconv"
 	"time"
 
@@ -33,70 +31,79 @@ const (
 	syncTimeout = 10 * time.Second      // bounds a verification or resynchronisation
 )
 
+// follower is the state of the change log follower between two reads.
+type follower struct {
+	verify  bool          // check that the log continues from the last entry read before reading on
+	idle    int           // empty reads since the last entry read or check
+	backoff time.Duration // the last wait after an error; 0 after a success
+}
+
+// follow is the change log follower's goroutine: it reads the log until
+// the store closes, checking first that it continues from its last entry
+// after an error or idleVerify empty reads.
 func (s *Store) follow() {
-	verify := false
-	idle := 0
-	backoff := time.Duration(0)
-	wait := func() bool {
-		backoff = min(max(2*backoff, minBackoff), maxBackoff)
-		t := time.NewTimer(backoff)
-		defer t.Stop()
-		select {
-		case <-s.bg.Done():
-			return false
-		case <-t.C:
-			return true
-		}
-	}
+	f := &follower{}
 	for !s.closed.Load() {
-		if verify {
+		if f.verify {
 			if err := s.reconcile(); err != nil {
-				if s.closed.Load() {
-					return
-				}
-				s.markDown(err)
-				if !wait() {
+				if s.closed.Load() || !s.retry(f, err) {
 					return
 				}
 				continue
 			}
-			verify, backoff = false, 0
+			f.verify, f.backoff = false, 0
 			s.markUp()
 		}
-		s.mu.RLock()
-		last := s.last
-		s.mu.RUnlock()
-		res, err := s.rdb.XRead(s.bg, &redis.XReadArgs{
-			Streams: []string{s.keys.log, last}, Count: readCount, Block: blockFor,
-		}).Result()
-		if s.closed.Load() {
+		if !s.readLog(f) {
 			return
 		}
-		switch {
-		case errors.Is(err, redis.Nil): // nothing new within blockFor
-			backoff = 0
-			s.markUp()
-			if idle++; idle >= idleVerify {
-				idle, verify = 0, true
-			}
-			continue
-		case err != nil:
-			s.markDown(redisErr(s.bg, "follow the change log "+s.keys.log, err))
-			verify = true
-			if !wait() {
-				return
-			}
-			continue
-		}
-		idle, backoff = 0, 0
+	}
+}
+
+// readLog reads the change log on from the last entry read (waiting up to
+// blockFor for one) and applies what it read. It returns false when the
+// store closed.
+func (s *Store) readLog(f *follower) bool {
+	s.mu.RLock()
+	last := s.last
+	s.mu.RUnlock()
+	res, err := s.rdb.XRead(s.bg, &redis.XReadArgs{
+		Streams: []string{s.keys.log, last}, Count: readCount, Block: blockFor,
+	}).Result()
+	if s.closed.Load() {
+		return false
+	}
+	switch {
+	case errors.Is(err, redis.Nil): // nothing new within blockFor
+		f.backoff = 0
 		s.markUp()
-		if why := s.applyAll(res); why != nil {
-			if err := s.resync(why); err != nil {
-				s.markDown(err)
-				verify = true
-			}
+		if f.idle++; f.idle >= idleVerify {
+			f.idle, f.verify = 0, true
+		}
+		return true
+	case err != nil:
+		return s.retry(f, redisErr(s.bg, "follow the change log "+s.keys.log, err))
+	}
+	f.idle, f.backoff = 0, 0
+	s.markUp()
+	if why := s.applyAll(res); why != nil {
+		if err := s.resync(why); err != nil {
+			s.markDown(err)
+			f.verify = true
 		}
 	}
+	return true
+}
+
+// retry reports err, which kept the follower from reading the log, as an
+// outage, and waits before the next attempt, which verifies the log
+// first: twice as long as the last wait, from minBackoff to maxBackoff.
+// It returns false when the store closed meanwhile.
+func (s *Store) retry(f *follower, err error) bool {
+	s.markDown(err)
+	f.verify = true
+	f.backoff = min(max(2*f.backoff, minBackoff), maxBackoff)
+	return sleepCtx(s.bg, f.backoff) == nil
 }
 
 // applyAll applies the entries read, and stops at the first whose number
@@ -161,7 +168,7 @@ func (s *Store) reconcile() error {
 	s.mu.RLock()
 	last, applied := s.last, s.applied
 	s.mu.RUnlock()
-	ok, err := verifyScript.Run(ctx, s.rdb, []string{s.keys.entries, s.keys.log}, last, itoa(applied)).Int64()
+	ok, err := verifyScript.Run(ctx, s.rdb, []string{s.keys.entries, s.keys.log}, last, applied).Int64()
 	if err != nil {
 		return redisErr(ctx, "follow the change log "+s.keys.log, err)
 	}
@@ -182,24 +189,14 @@ func (s *Store) resync(why error) error {
 		return redisErr(ctx, "resynchronise with "+s.keys.log, err)
 	}
 	s.mu.Lock()
-	set := s.loose
-	for fp := range s.cache {
-		set[fp] = struct{}{}
-	}
-	for fp := range s.failed {
-		set[fp] = struct{}{}
-	}
-	s.cache, s.loose, s.failed = map[string]*entry{}, map[string]struct{}{}, map[string]struct{}{}
+	set := s.dropCache()
 	s.last, s.applied = last, seq
 	s.epoch++
 	s.mu.Unlock()
 	s.wmu.Lock()
 	clear(s.mine) // at worst, a change of ours is notified twice
 	s.wmu.Unlock()
-	ids := slices.Sorted(maps.Keys(set))
-	for i, fp := range ids {
-		ids[i] = s.display(fp)
-	}
+	ids := s.displayAll(set)
 	s.event(Event{Kind: EventResync, Err: why, IDs: len(ids)})
 	s.notify(ids...)
 	return nil
@@ -220,53 +217,4 @@ func (s *Store) position(ctx context.Context) (string, uint64, error) {
 		return "", 0, fmt.Errorf("the change counter of %s is %q, not a number", s.keys.entries, v[1])
 	}
 	return v[0], seq, nil
-}
-
-// markDown records that Redis is unavailable, reporting the outage once.
-func (s *Store) markDown(err error) {
-	s.downMu.Lock()
-	if s.down {
-		s.downMu.Unlock()
-		return
-	}
-	s.down, s.downSince = true, time.Now()
-	s.downMu.Unlock()
-	s.event(Event{Kind: EventOutage, Err: err})
-}
-
-// markUp records that the follower reads the change log again; after an
-// outage it reports the recovery and notifies the IDs whose reads failed.
-func (s *Store) markUp() {
-	s.downMu.Lock()
-	if !s.down {
-		s.downMu.Unlock()
-		return
-	}
-	s.down = false
-	d := time.Since(s.downSince)
-	s.downMu.Unlock()
-	s.mu.Lock()
-	ids := make([]string, 0, len(s.failed))
-	for fp := range s.failed {
-		ids = append(ids, s.display(fp))
-	}
-	clear(s.failed)
-	s.mu.Unlock()
-	slices.Sort(ids)
-	s.event(Event{Kind: EventRecovery, Down: d})
-	s.notify(ids...)
-}
-
-// event calls the event hook, unless the store is closed.
-func (s *Store) event(e Event) {
-	if s.onEvent != nil && !s.closed.Load() {
-		s.onEvent(e)
-	}
-}
-
-// appliedSeq returns the number of the last change applied; for tests.
-func (s *Store) appliedSeq() uint64 {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.applied
 }

@@ -1,8 +1,7 @@
 package redisstore
 
 import (
-	"strconv"
-
+	"github.com/mtlsgo/mtls/internal/certkit"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -11,17 +10,16 @@ import (
 // same hash tag, so that a script or a transaction touching several of
 // them runs on one Redis Cluster slot.
 
-const (
-	seqField = "seq" // the field of the entries hash that counts changes
-)
+const seqField = "seq" // the field of the entries hash that counts changes
 
 // keys are the Redis keys of one scope (prefix and organisation).
 type keys struct {
-	entries string // hash: ID -> entry text; field "seq": the change counter
+	entries string // hash: fingerprint -> entry text; field "seq": the change counter
 	log     string // stream: one entry per change
 	kdf     string // string: the key derivation record
 }
 
+// newKeys returns the keys of the scope of prefix and org ("" for none).
 func newKeys(prefix, org string) keys {
 	tag := org
 	if tag == "" {
@@ -35,9 +33,10 @@ func newKeys(prefix, org string) keys {
 // with, counts the change and appends it to the change log, in one step.
 //
 //	KEYS: entries, log, kdf
-//	ARGV: id, "1" when an entry was read (else "0"), the entry read,
-//	      the new entry, log length, node, the key derivation record the
-//	      new entry's key was sealed under ("" when no key was sealed)
+//	ARGV: id, "1" when an entry was read (else "0"; go-redis sends a bool
+//	      so), the entry read, the new entry, log length, node, the key
+//	      derivation record the new entry's key was sealed under ("" when
+//	      no key was sealed)
 //
 // It returns the change's number, -1 when the entry changed since it was
 // read (the caller merges again), or -2 when the key derivation record is
@@ -105,4 +104,13 @@ end
 return 0
 `)
 
-func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
+// decodeEntry checks and parses the entry text v of fp (the text of a
+// FileStore entry file). Its error wraps mtls.ErrNotFound.
+func decodeEntry(fp, v string) (*certkit.Data, error) {
+	body, err := certkit.Check(fp, []byte(v))
+	if err != nil {
+		return nil, fromKit(err)
+	}
+	d, err := certkit.Decode(fp, body)
+	return d, fromKit(err)
+}

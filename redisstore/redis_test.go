@@ -400,3 +400,11 @@ func eventually(t testing.TB, what string, cond func() bool) time.Duration {
 
 // isErr reports whether err wraps target; for polling conditions.
 func isErr(err, target error) bool { return errors.Is(err, target) }
+
+// appliedSeq returns the number of the last change s applied from its
+// change log.
+func (s *Store) appliedSeq() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.applied
+}

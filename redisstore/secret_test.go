@@ -11,8 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/mtlsgo/mtls"
 	"github.com/mtlsgo/mtls/mtlstest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -132,4 +134,94 @@ func dumpAll(t *testing.T, c *redis.Client) map[string][]byte {
 	}
 	require.NoError(t, iter.Err())
 	return out
+}
+
+// TestSecrets: every node of a scope needs the secret; a wrong or missing
+// one gives ErrDecrypt, and the key derivation record is written once.
+func TestSecrets(t *testing.T) {
+	srv := startRedis(t)
+	ctx := context.Background()
+	ca := mtlstest.MustCA(t, "secret CA")
+	leaf := ca.MustIssue(t, mtlstest.Options{CommonName: "k"})
+	right := newNode(t, srv.Addr(), "right")
+	wrong := newNodeSecret(t, srv.Addr(), "wrong", []byte("another secret"))
+	none := newNodeSecret(t, srv.Addr(), "none", nil)
+
+	// Before any key was stored there is no record: no key to open.
+	id, err := none.store.Add(ctx, leaf.CertPEM)
+	require.NoError(t, err)
+	_, err = none.store.Add(ctx, leaf.PEM())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "no secret")
+	assert.NotContains(t, err.Error(), "BEGIN")
+
+	_, err = right.store.Add(ctx, leaf.PEM())
+	require.NoError(t, err)
+	c, err := right.store.Get(ctx, id)
+	require.NoError(t, err)
+	require.NotNil(t, c.TLS)
+
+	eventually(t, "wrong secret sees the key attached", func() bool {
+		_, err := wrong.store.Get(ctx, id)
+		return isErr(err, mtls.ErrDecrypt)
+	})
+	_, err = wrong.store.Get(ctx, id)
+	assert.ErrorIs(t, err, mtls.ErrDecrypt)
+	assert.Contains(t, err.Error(), "wrong secret")
+	m, err := wrong.store.Metadata(ctx, id)
+	require.NoError(t, err, "metadata needs no secret")
+	assert.True(t, m.HasPrivateKey)
+	other := ca.MustIssue(t, mtlstest.Options{CommonName: "other"})
+	_, err = wrong.store.Add(ctx, other.PEM())
+	assert.ErrorIs(t, err, mtls.ErrDecrypt, "a wrong secret must not seal keys under another key")
+
+	eventually(t, "no secret sees the key attached", func() bool {
+		_, err := none.store.Get(ctx, id)
+		return isErr(err, mtls.ErrDecrypt)
+	})
+
+	// One record, written once: a second node with the right secret
+	// reads the first one's keys.
+	rec, err := srv.admin(t).Get(ctx, "mtls:{_}:kdf").Result()
+	require.NoError(t, err)
+	assert.Contains(t, rec, `"kdf": "argon2id"`)
+	second := newNode(t, srv.Addr(), "second")
+	c, err = second.store.Get(ctx, id)
+	require.NoError(t, err)
+	assert.NotNil(t, c.TLS)
+	_, err = second.store.Add(ctx, other.PEM())
+	require.NoError(t, err)
+	rec2, err := srv.admin(t).Get(ctx, "mtls:{_}:kdf").Result()
+	require.NoError(t, err)
+	assert.Equal(t, rec, rec2, "the key derivation record was replaced")
+}
+
+// TestKDFRace: nodes that store their first keys at once agree on one key
+// derivation record (SETNX), and read each other's keys.
+func TestKDFRace(t *testing.T) {
+	srv := startRedis(t)
+	ctx := context.Background()
+	ca := mtlstest.MustCA(t, "race CA")
+	const n = 6
+	nodes := make([]*node, n)
+	leaves := make([]*mtlstest.Leaf, n)
+	for i := range n {
+		nodes[i] = newNode(t, srv.Addr(), fmt.Sprintf("n%d", i))
+		leaves[i] = ca.MustIssue(t, mtlstest.Options{CommonName: fmt.Sprint(i)})
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, err := nodes[i].store.Add(ctx, leaves[i].PEM())
+			assert.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		for j := range n {
+			c, err := nodes[i].store.Get(ctx, leaves[j].ID())
+			require.NoError(t, err, "node %d, key of node %d", i, j)
+			require.NotNil(t, c.TLS)
+		}
+	}
 }
