@@ -197,7 +197,7 @@ func (s *Store) resync(why error) error {
 	clear(s.mine) // at worst, a change of ours is notified twice
 	s.wmu.Unlock()
 	ids := s.displayAll(set)
-	s.event(Event{Kind: EventResync, Err: why, IDs: len(ids)})
+	s.event(Event{Kind: EventResync, Err: errorf("resynchronised: %w", why), IDs: len(ids)})
 	s.notify(ids...)
 	return nil
 }
