@@ -23,10 +23,13 @@
 // certificates (server certificates of the API's domain).
 //
 // Any other field is ignored, except that a field which would change
-// security in Tyk and which this package's users do not implement (another
+// security in Tyk and which this package's users do not implement is named
+// in a warning ([Gateway.Warnings], [API.Warnings]): another
 // authentication mode, IP allow and block lists, endpoint allow and block
-// lists, upstream TLS settings per API, a control API port of its own...)
-// is named in a warning ([Gateway.Warnings], [API.Warnings]).
+// lists and internal endpoints, a versioned API (Tyk refuses a request
+// without a known version, and every request of an expired version),
+// plugins (custom_middleware hooks, a plugin bundle), upstream TLS settings
+// per API, a control API port of its own...
 //
 // # Fields beyond Tyk
 //

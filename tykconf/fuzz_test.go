@@ -36,6 +36,9 @@ func FuzzParseAPI(f *testing.F) {
 		  "use_mutual_tls_auth": true, "client_certificates": ["c.pem"], "upstream_certificates": {"[::1]:80": "x.pem"},
 		  "pinned_public_keys": {"*": "sha256//AA"}, "certificates": ["s.pem"], "mtls": {"verify_depth": 1}}`,
 		`{"api_id": "a", "use_basic_auth": true, "auth_configs": {"x": {"use_certificate": true}}, "version_data": {"versions": {"v": {"paths": {"black_list": ["/x"]}}}}}`,
+		`{"api_id": "a", "definition": {"location": "header", "key": "v"}, "version_data": {"not_versioned": false, "versions": {"v1": {"expires": "2001-01-01 00:00",
+		  "extended_paths": {"internal": [{"path": "/x"}]}}}}, "custom_middleware": {"pre": [{"name": "p"}], "response": [{"name": "r", "disabled": true}]},
+		  "custom_middleware_bundle": "b.zip"}`,
 		`{"api_id": 1}`, `{"proxy": []}`, `{"api_id": "a", "proxy": {"listen_path": "/", "target_url": "https://a:"}}`,
 	} {
 		f.Add([]byte(s))

@@ -104,14 +104,3 @@ func resolveFiles(file, field, dir string, l []string) ([]string, error) {
 	}
 	return out, nil
 }
-
-// trimmed drops the "mtls: " prefix of an error of package mtls, which an
-// Error's file and field replace.
-func trimmed(err error) error {
-	return &prefixless{err}
-}
-
-type prefixless struct{ err error }
-
-func (p *prefixless) Error() string { return strings.TrimPrefix(p.err.Error(), "mtls: ") }
-func (p *prefixless) Unwrap() error { return p.err }
