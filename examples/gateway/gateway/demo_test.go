@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"encoding/json"
@@ -19,17 +19,17 @@ import (
 func TestDemo(t *testing.T) {
 	dir := t.TempDir()
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	out, err := exec.Command(goBin, "run", "./demo/mkcerts", "-dir", filepath.Join(dir, "certs")).CombinedOutput()
+	out, err := exec.Command(goBin, "run", "../demo/mkcerts", "-dir", filepath.Join(dir, "certs")).CombinedOutput()
 	require.NoError(t, err, "mkcerts: %s", out)
 	var conf map[string]any
-	require.NoError(t, json.Unmarshal(mustRead(t, filepath.Join("demo", "tyk.conf")), &conf))
+	require.NoError(t, json.Unmarshal(mustRead(t, filepath.Join("..", "demo", "tyk.conf")), &conf))
 	conf["listen_port"] = 0
 	b, err := json.Marshal(conf)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "tyk.conf"), b, 0o600))
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "apps"), 0o700))
 	for _, f := range []string{"billing.json", "orders.json"} {
-		require.NoError(t, os.WriteFile(filepath.Join(dir, "apps", f), mustRead(t, filepath.Join("demo", "apps", f)), 0o600))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "apps", f), mustRead(t, filepath.Join("..", "demo", "apps", f)), 0o600))
 	}
 	gw := startGateway(t, "-conf", filepath.Join(dir, "tyk.conf"))
 

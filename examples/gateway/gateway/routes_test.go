@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"net/url"
@@ -70,4 +70,28 @@ func TestTableMatch(t *testing.T) {
 	empty := &table{}
 	require.NoError(t, empty.compile(conf))
 	assert.Nil(t, empty.match("a", "/"))
+}
+
+// TestStripListenPath: what is forwarded of a path without its listen
+// path: the client's escaping kept (an encoded slash stays encoded), or,
+// when the client encoded part of the listen path, the decoded rest.
+func TestStripListenPath(t *testing.T) {
+	for _, tc := range []struct {
+		lp, target, path, raw string
+	}{
+		{"/open/", "/open/a/b", "/a/b", "/a/b"},
+		{"/open/", "/open/a%2Fb", "/a/b", "/a%2Fb"},
+		{"/open/", "/open", "/", "/"},
+		{"/open/", "/open/", "/", "/"},
+		{"/open", "/open/x", "/x", "/x"},
+		{"/bill", "/billing", "/ing", "/ing"}, // Tyk's loose prefix
+		{"/open/", "/%6Fpen/a%2Fb", "/a/b", ""},
+		{"/", "/x%20y", "/x y", "/x%20y"},
+	} {
+		u, err := url.Parse("https://h" + tc.target)
+		require.NoError(t, err)
+		p, raw := stripListenPath(u, tc.lp)
+		assert.Equal(t, tc.path, p, "%s %s", tc.lp, tc.target)
+		assert.Equal(t, tc.raw, raw, "%s %s", tc.lp, tc.target)
+	}
 }

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 // The test harness: throw-away CAs and certificates written as files, a
 // tyk.conf and API definitions in a temporary directory, upstreams on
@@ -164,6 +164,12 @@ func startGateway(t testing.TB, args ...string) *running {
 // it to w alone when w is io.Discard.
 func startGatewayLog(t testing.TB, w io.Writer, args ...string) *running {
 	t.Helper()
+	return startGatewayWith(t, w, nil, args...)
+}
+
+// startGatewayWith is startGatewayLog with options.
+func startGatewayWith(t testing.TB, w io.Writer, opts []Option, args ...string) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
 	var logTo io.Writer = &stderr
@@ -174,7 +180,7 @@ func startGatewayLog(t testing.TB, w io.Writer, args ...string) *running {
 		logTo = io.MultiWriter(&stderr, w)
 	}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, &stdout, logTo) }()
+	go func() { done <- Run(ctx, args, &stdout, logTo, opts...) }()
 	re := regexp.MustCompile(`^listening on https?://(127\.0\.0\.1:(\d+))\n$`)
 	deadline := time.Now().Add(waitFor)
 	var m []string

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"context"
@@ -21,6 +21,7 @@ type route struct {
 	api     *tykconf.API
 	domain  string // the domain it answers on, "" for every domain
 	sel     *mtls.Selector
+	policy  mtls.Policy // the upstream policy sel holds at the API level
 	target  *url.URL
 	handler http.Handler // the proxy behind the Server's middleware of the API
 }
@@ -144,10 +145,17 @@ func (t *table) closeRemoved() {
 	}
 }
 
-// ServeHTTP routes a request: /tyk/ to the admin API (on
-// control_api_hostname only, when set), everything else to its API.
+// ServeHTTP routes a request: a path with dot segments gets 400; /tyk/
+// and the options' admin paths go to the admin API (on
+// control_api_hostname only, when set); everything else to its API.
 func (gw *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if strings.HasPrefix(r.URL.Path, "/tyk/") && (gw.conf.ControlAPIHostname == "" || sameHost(r.Host, gw.conf.ControlAPIHostname)) {
+	if hasDotSegment(r.URL.Path) {
+		const why = "the path has a . or .. segment"
+		writeError(w, http.StatusBadRequest, "Bad Request: "+why)
+		gw.log.Printf("api=- %s %s status=400 client=%s error=%q", r.Method, strconv.Quote(r.URL.Path), clientID(r), why)
+		return
+	}
+	if gw.opts.isAdmin(r.URL.Path) && (gw.conf.ControlAPIHostname == "" || sameHost(r.Host, gw.conf.ControlAPIHostname)) {
 		gw.admin.ServeHTTP(w, r)
 		return
 	}
@@ -155,13 +163,40 @@ func (gw *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer t.release()
 	rt := t.match(r.Host, r.URL.Path)
 	if rt == nil {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusNotFound)
-		_, _ = w.Write([]byte(`{"error": "Not Found"}` + "\n"))
-		gw.log.Printf("api=- %s %s status=404 client=%s", r.Method, r.URL.Path, clientID(r, nil))
+		writeError(w, http.StatusNotFound, "Not Found")
+		gw.log.Printf("api=- %s %s status=404 client=%s", r.Method, strconv.Quote(r.URL.Path), clientID(r))
 		return
 	}
 	rt.handler.ServeHTTP(w, r)
+}
+
+// writeError writes Tyk's JSON error.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(`{"error": ` + strconv.Quote(msg) + "}\n"))
+}
+
+// hasDotSegment reports whether p, a request's decoded path, has a "." or
+// ".." segment. A dot segment that the client encoded (%2e%2e) or that
+// encoded slashes delimit (..%2f) is one once decoded, so the decoded path
+// is the one to check; a backslash counts as a separator too, as some
+// servers take it for one. Such a path would be routed to one API and, resolved by
+// the upstream (RFC 3986 section 5.2.4), reach another API's resource on the
+// same upstream: the gateway refuses it rather than guess.
+func hasDotSegment(p string) bool {
+	for p != "" {
+		seg := p
+		if i := strings.IndexAny(p, `/\`); i >= 0 {
+			seg, p = p[:i], p[i+1:]
+		} else {
+			p = ""
+		}
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 func sameHost(hostport, name string) bool {
@@ -183,24 +218,13 @@ type reqLogKey struct{}
 
 // newRoute builds the route of a: a ReverseProxy over the RoundTripper of
 // sel, behind the Server's middleware of the API, in a handler that logs.
-func (gw *gateway) newRoute(a *tykconf.API, sel *mtls.Selector) *route {
-	rt := &route{api: a, domain: gw.conf.Domain(a), sel: sel, target: a.TargetURL}
+func (gw *gateway) newRoute(a *tykconf.API, sel *mtls.Selector, p mtls.Policy) *route {
+	rt := &route{api: a, domain: gw.conf.Domain(a), sel: sel, policy: p, target: a.TargetURL}
 	target, lp, strip := a.TargetURL, a.ListenPath, a.StripListenPath
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			if strip {
-				esc := pr.In.URL.EscapedPath()
-				if s, ok := strings.CutPrefix(esc, lp); ok {
-					esc = s
-				} else {
-					esc = strings.TrimPrefix(esc, strings.TrimSuffix(lp, "/"))
-				}
-				if !strings.HasPrefix(esc, "/") {
-					esc = "/" + esc
-				}
-				if p, err := url.PathUnescape(esc); err == nil {
-					pr.Out.URL.Path, pr.Out.URL.RawPath = p, esc
-				}
+				pr.Out.URL.Path, pr.Out.URL.RawPath = stripListenPath(pr.In.URL, lp)
 			}
 			pr.SetURL(target)
 			pr.SetXForwarded()
@@ -211,9 +235,7 @@ func (gw *gateway) newRoute(a *tykconf.API, sel *mtls.Selector) *route {
 			if l, ok := r.Context().Value(reqLogKey{}).(*reqLog); ok {
 				l.err = err
 			}
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusBadGateway)
-			_, _ = w.Write([]byte(`{"error": "There was a problem proxying the request"}` + "\n"))
+			writeError(w, http.StatusBadGateway, "There was a problem proxying the request")
 		},
 	}
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -232,6 +254,34 @@ func (gw *gateway) newRoute(a *tykconf.API, sel *mtls.Selector) *route {
 		gw.logRequest(rt, r, rec.status, l, time.Since(start))
 	})
 	return rt
+}
+
+// stripListenPath returns the path and raw path to forward for in, whose
+// listen path is lp, without lp: the rest of the escaped path as the client
+// wrote it (so that an encoded slash stays encoded) or, when lp is not a
+// prefix of the escaped path because the client encoded some of it, the
+// rest of the decoded path, which routing matched, re-encoded.
+func stripListenPath(in *url.URL, lp string) (path, rawPath string) {
+	if rest, ok := cutListenPath(in.EscapedPath(), lp); ok {
+		if p, err := url.PathUnescape(rest); err == nil {
+			return p, rest
+		}
+	}
+	rest, _ := cutListenPath(in.Path, lp)
+	return rest, ""
+}
+
+// cutListenPath returns p without lp ("/api/" also cuts "/api"), starting
+// with "/".
+func cutListenPath(p, lp string) (string, bool) {
+	rest, ok := strings.CutPrefix(p, lp)
+	if !ok {
+		rest, ok = strings.CutPrefix(p, strings.TrimSuffix(lp, "/"))
+	}
+	if !strings.HasPrefix(rest, "/") {
+		rest = "/" + rest
+	}
+	return rest, ok
 }
 
 // copyBuffers are the ReverseProxies' buffers for copying bodies, which
@@ -260,14 +310,14 @@ func (gw *gateway) logRequest(rt *route, r *http.Request, status int, l *reqLog,
 	b.WriteString(" ")
 	b.WriteString(r.Method)
 	b.WriteString(" ")
-	b.WriteString(r.URL.Path)
+	b.WriteString(strconv.Quote(r.URL.Path))
 	b.WriteString(" status=")
 	b.WriteString(strconv.Itoa(status))
 	b.WriteString(" client=")
 	if l.known && l.client.ID != "" {
 		b.WriteString(l.client.ID)
 	} else {
-		b.WriteString(clientID(r, nil))
+		b.WriteString(clientID(r))
 	}
 	b.WriteString(" upstream=")
 	b.WriteString(rt.target.Host)
@@ -276,7 +326,7 @@ func (gw *gateway) logRequest(rt *route, r *http.Request, status int, l *reqLog,
 		res, err := rt.sel.Explain(rt.target.Host)
 		switch {
 		case err != nil:
-			b.WriteString("? (" + err.Error() + ")")
+			b.WriteString("? (" + strconv.Quote(err.Error()) + ")")
 		case res.Certificate.Err != nil:
 			b.WriteString("- (fails closed)")
 		case res.Certificate.ID != "":
@@ -296,7 +346,7 @@ func (gw *gateway) logRequest(rt *route, r *http.Request, status int, l *reqLog,
 
 // clientID names the client certificate of r's connection for a log: "-"
 // for none, its ID followed by "(unverified)" when no rules verified it.
-func clientID(r *http.Request, _ *mtls.Client) string {
+func clientID(r *http.Request) string {
 	if c, ok := mtls.VerifiedClient(r); ok {
 		return c.ID
 	}

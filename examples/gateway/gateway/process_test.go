@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"bufio"
@@ -20,7 +20,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// buildGateway builds the gateway program into a temporary directory.
+// buildGateway builds the gateway program (examples/gateway, the command
+// that runs this package) into a temporary directory.
 func buildGateway(t *testing.T) string {
 	t.Helper()
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
@@ -30,7 +31,7 @@ func buildGateway(t *testing.T) string {
 		}
 	}
 	bin := filepath.Join(t.TempDir(), "gateway")
-	out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput()
+	out, err := exec.Command(goBin, "build", "-o", bin, "github.com/mtlsgo/mtls/examples/gateway").CombinedOutput()
 	require.NoError(t, err, "go build: %s", out)
 	return bin
 }
@@ -152,10 +153,10 @@ func TestGatewayProcessBadConfig(t *testing.T) {
 // TestExitCode: configuration and usage errors are status 2.
 func TestExitCode(t *testing.T) {
 	s := newScenario(t, nil, nil)
-	err := run(context.Background(), []string{"-conf", s.write("x.conf", []byte(`{"listen_port": "a"}`))}, io.Discard, io.Discard)
+	err := Run(context.Background(), []string{"-conf", s.write("x.conf", []byte(`{"listen_port": "a"}`))}, io.Discard, io.Discard)
 	require.Error(t, err)
-	assert.Equal(t, 2, exitCode(err))
-	assert.Equal(t, 2, exitCode(run(context.Background(), []string{"extra"}, io.Discard, io.Discard)))
-	assert.Equal(t, 1, exitCode(errors.New("listen: address in use")))
-	assert.Equal(t, 1, exitCode(http.ErrServerClosed))
+	assert.Equal(t, 2, ExitCode(err))
+	assert.Equal(t, 2, ExitCode(Run(context.Background(), []string{"extra"}, io.Discard, io.Discard)))
+	assert.Equal(t, 1, ExitCode(errors.New("listen: address in use")))
+	assert.Equal(t, 1, ExitCode(http.ErrServerClosed))
 }

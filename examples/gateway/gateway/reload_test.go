@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"net/http"
@@ -135,4 +135,92 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// TestGatewayReloadAllOrNothing: a reload applies every API definition or
+// none. Each refused reload changes billing's upstream certificate (a
+// valid one) and its allowlist, and adds an API, beside one bad value:
+// first in orders' upstream policy (ForAPI refuses it), then in orders'
+// client allowlist, which only the server's Update checks, after every
+// API's selector was built. Both times the reload answers 400 and every
+// API keeps what it had: billing presents its old certificate upstream and
+// allows alice only, the new API is not served, orders still works. The
+// good reload then applies it all, and orders, whose upstream policy did
+// not change, keeps its selector and its connection to its upstream.
+func TestGatewayReloadAllOrNothing(t *testing.T) {
+	s := newScenario(t, nil, nil)
+	s.start(t)
+	adminC := s.client(s.gw, nil)
+	alice, bob := s.client(s.gw, s.leaves["alice"]), s.client(s.gw, s.leaves["bob"])
+	u1, u1b := s.leaves["gw-u1"].ID(), s.leaves["gw-u1b"].ID()
+	reload := func() (int, string) {
+		status, body, err := get(adminC, s.url("shared.test", "/tyk/reload"), "X-Tyk-Authorization", s.secret)
+		require.NoError(t, err)
+		return status, body
+	}
+	// billingSees returns the status of c's request to billing and the
+	// client certificates up1 saw for it.
+	billingSees := func(c *http.Client) (int, []string) {
+		seen := len(s.up1.Seen())
+		status, body, err := get(c, s.url("shared.test", "/billing/x"))
+		require.NoError(t, err, body)
+		var ids []string
+		for _, c := range s.up1.Seen()[seen:] {
+			ids = append(ids, c.ID)
+		}
+		return status, ids
+	}
+	status := func(c *http.Client, path string) int {
+		st, body, err := get(c, s.url("shared.test", path))
+		require.NoError(t, err, body)
+		return st
+	}
+	unchanged := func(when string) {
+		t.Helper()
+		st, ids := billingSees(alice)
+		assert.Equal(t, 200, st, when)
+		assert.Equal(t, []string{u1}, ids, "%s: billing's upstream certificate changed", when)
+		st, ids = billingSees(bob)
+		assert.Equal(t, 403, st, "%s: billing's allowlist changed", when)
+		assert.Empty(t, ids)
+		assert.Equal(t, 404, status(alice, "/extra/x"), "%s: the new API is served", when)
+		assert.Equal(t, 200, status(bob, "/orders/x"), when)
+	}
+	unchanged("before")
+	connsOrders := s.up2.Conns()
+
+	billing := s.apiDefs["billing"]
+	billing["upstream_certificates"] = obj{s.up1.Host: "../gw-u1b-full.pem"}
+	billing["client_certificates"] = []string{"../alice.pem", "../bob.pem"}
+	s.writeAPI("billing", billing)
+	s.writeAPI("extra", apiDef("extra", "shared.test", "/extra/", s.up2.URL, nil))
+	orders := s.apiDefs["orders"]
+
+	orders["upstream_certificates"] = obj{s.up2.Host: "../none.pem"}
+	s.writeAPI("orders", orders)
+	st, body := reload()
+	assert.Equal(t, 400, st, body)
+	assert.Contains(t, body, "orders.json: upstream_certificates")
+	unchanged("after a reload with a bad upstream policy")
+
+	delete(orders, "upstream_certificates")
+	orders["client_certificates"] = []string{"../bob.pem", "../none.pem"}
+	s.writeAPI("orders", orders)
+	st, body = reload()
+	assert.Equal(t, 400, st, body)
+	assert.Contains(t, body, "orders.json: client_certificates")
+	unchanged("after a reload with a bad client allowlist")
+
+	orders["client_certificates"] = []string{"../bob.pem"}
+	s.writeAPI("orders", orders)
+	st, body = reload()
+	require.Equal(t, 200, st, body)
+	st, ids := billingSees(alice)
+	assert.Equal(t, 200, st)
+	assert.Equal(t, []string{u1b}, ids, "billing's new upstream certificate")
+	st, _ = billingSees(bob)
+	assert.Equal(t, 200, st, "billing's new allowlist")
+	assert.Equal(t, 200, status(alice, "/extra/x"), "the new API")
+	assert.Equal(t, 200, status(bob, "/orders/x"))
+	assert.Equal(t, connsOrders, s.up2.Conns()-1, "orders kept its selector: one connection for extra's new selector, none for orders")
 }

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"context"
@@ -120,8 +120,8 @@ func TestGatewayAdminAPI(t *testing.T) {
 		assert.JSONEq(t, `{"status": "ok", "message": "removed"}`, r.body)
 		assert.Equal(t, []string{u1.ID()}, certs(t))
 		vault(t, 502, "")
-		assert.True(t, s.gw.waitLog("api=vault GET /vault/x status=502"), s.gw.stderr.String())
-		line := lastLine(s.gw.stderr.String(), "api=vault GET /vault/x status=502")
+		assert.True(t, s.gw.waitLog(`api=vault GET "/vault/x" status=502`), s.gw.stderr.String())
+		line := lastLine(s.gw.stderr.String(), `api=vault GET "/vault/x" status=502`)
 		assert.Contains(t, line, "upstream_cert=- (fails closed)")
 		assert.Contains(t, line, "error=")
 		assert.Contains(t, line, "not found")

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"bytes"
@@ -126,9 +126,9 @@ func TestGatewayCurl(t *testing.T) {
 
 	t.Run("the request log names both certificates", func(t *testing.T) {
 		alice := s.leaves["alice"].ID()
-		assert.True(t, s.gw.waitLog("api=billing GET /billing/invoices/7 status=200 client="+alice+" upstream="+s.up1.Host+" upstream_cert="+u1),
+		assert.True(t, s.gw.waitLog(`api=billing GET "/billing/invoices/7" status=200 client=`+alice+" upstream="+s.up1.Host+" upstream_cert="+u1),
 			"no such line in:\n%s", s.gw.stderr.String())
-		assert.True(t, s.gw.waitLog("api=orders GET /orders/1 status=403 client="+alice+"(unverified)"))
-		assert.True(t, s.gw.waitLog("api=public GET /public/p status=200 client=- upstream="+s.up2.Host+" upstream_cert="+u2))
+		assert.True(t, s.gw.waitLog(`api=orders GET "/orders/1" status=403 client=`+alice+"(unverified)"))
+		assert.True(t, s.gw.waitLog(`api=public GET "/public/p" status=200 client=- upstream=`+s.up2.Host+" upstream_cert="+u2))
 	})
 }

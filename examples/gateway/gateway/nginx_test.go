@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"fmt"
@@ -145,5 +145,5 @@ func TestGatewayNginxUpstream(t *testing.T) {
 
 	r = s.curl(t, "bob", s.url("shared.test", "/legacy/v1/x"))
 	assert.Equal(t, 403, r.status, "the gateway's own check still holds: %s", r.body)
-	assert.True(t, s.gw.waitLog("api=legacy GET /legacy/v1/x status=200 client="+s.leaves["alice"].ID()+" upstream="+host+" upstream_cert="+s.leaves["gw-nginx"].ID()))
+	assert.True(t, s.gw.waitLog(`api=legacy GET "/legacy/v1/x" status=200 client=`+s.leaves["alice"].ID()+" upstream="+host+" upstream_cert="+s.leaves["gw-nginx"].ID()))
 }
