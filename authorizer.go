@@ -116,7 +116,7 @@ func AuthorizeOneOf(authorizers ...Authorizer) Authorizer {
 			if err == nil {
 				return nil
 			}
-			errs = append(errs, unprefixed{err}.Error())
+			errs = append(errs, unprefixed(err).Error())
 		}
 		return errorf("%s", strings.Join(errs, "; "))
 	}

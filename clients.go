@@ -156,7 +156,7 @@ func (r *clientRules) check(ctx context.Context, v *slots, chain []*x509.Certifi
 		if err == nil {
 			return nil
 		}
-		why = fmt.Sprintf("its ID is not in the allowlist, and %s", unprefixed{err}.Error())
+		why = fmt.Sprintf("its ID is not in the allowlist, and %s", unprefixed(err).Error())
 	}
 	return withReason("not_allowed", errorf("%w: client certificate %s is not allowed: %s", ErrClientRefused, Fingerprint(leaf.Raw), why))
 }

@@ -37,53 +37,17 @@ var (
 )
 
 // errorf returns an error of this package: "mtls: " and the message, in
-// which error arguments lose their own "mtls: " prefix, so that the text
-// has it once; they stay in the chain for errors.Is and errors.As.
-func errorf(format string, args ...any) error {
-	for i, a := range args {
-		if err, ok := a.(error); ok {
-			args[i] = unprefixed{err}
-		}
-	}
-	return fmt.Errorf("mtls: "+format, args...)
-}
+// which error arguments lose their own "mtls: " prefix (certkit.Errorf).
+func errorf(format string, args ...any) error { return certkit.Errorf(format, args...) }
 
-// unprefixed is an error without the "mtls: " its text starts with.
-type unprefixed struct{ err error }
-
-func (u unprefixed) Error() string { return strings.TrimPrefix(u.err.Error(), "mtls: ") }
-func (u unprefixed) Unwrap() error { return u.err }
+// unprefixed returns err as its text reads without "mtls: ".
+func unprefixed(err error) error { return certkit.Unprefixed(err) }
 
 // fromKit returns an error of package certkit as this package reports it:
-// with the prefix, and with the sentinel of this package that means the
-// same.
+// prefixed once, with the sentinel of this package that means the same.
 func fromKit(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, certkit.ErrCorrupt):
-		return errorf("%w: %w", ErrNotFound, err)
-	case errors.Is(err, certkit.ErrDecrypt):
-		return errorf("%w: %w", ErrDecrypt, unwrapSentinel(err, certkit.ErrDecrypt))
-	case errors.Is(err, certkit.ErrExpired):
-		return errorf("%w: %w", ErrExpired, unwrapSentinel(err, certkit.ErrExpired))
-	}
-	return errorf("%w", err)
+	return certkit.Sentinels{NotFound: ErrNotFound, Decrypt: ErrDecrypt, Expired: ErrExpired}.Wrap(err)
 }
-
-// unwrapSentinel returns err whose text loses the leading text of sentinel,
-// which the sentinel of this package replaces; err stays in the chain.
-func unwrapSentinel(err, sentinel error) error {
-	return trimmed{err, sentinel.Error() + ": "}
-}
-
-type trimmed struct {
-	err    error
-	prefix string
-}
-
-func (t trimmed) Error() string { return strings.TrimPrefix(t.err.Error(), t.prefix) }
-func (t trimmed) Unwrap() error { return t.err }
 
 // reasoned is an error with the short reason that events give it.
 type reasoned struct {
@@ -178,7 +142,7 @@ func (p Problem) String() string {
 	if p.Value != "" {
 		b.WriteString(" = " + describe(p.Value))
 	}
-	return b.String() + ": " + unprefixed{p.Err}.Error()
+	return b.String() + ": " + unprefixed(p.Err).Error()
 }
 
 // quotePattern names a pattern in an error: quoted, cut when long, and by

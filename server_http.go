@@ -44,7 +44,7 @@ func (s *Server) Middleware(api string, next http.Handler) http.Handler {
 		}
 		verified, err := s.allowed(st, api, sni, r.TLS, chain)
 		if err != nil {
-			http.Error(w, unprefixed{err}.Error(), http.StatusForbidden)
+			http.Error(w, unprefixed(err).Error(), http.StatusForbidden)
 			return
 		}
 		if verified && len(chain) > 0 {

@@ -1252,7 +1252,7 @@ func TestServerSameVerdictAtEitherLevel(t *testing.T) {
 				}
 				require.Equal(t, want, got, "%s refused differently: %s", l.name, r.body)
 				ev := srvRefusedEvent(t, l.e.events, before, tc.cert, "")
-				reasons = append(reasons, unprefixed{ev.Err}.Error())
+				reasons = append(reasons, unprefixed(ev.Err).Error())
 			}
 			for i := 1; i < len(reasons); i++ {
 				assert.Equal(t, reasons[0], reasons[i], "%s and %s give different reasons", levels[0].name, levels[i].name)

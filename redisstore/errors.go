@@ -20,58 +20,15 @@ import (
 var ErrUnavailable = errors.New("mtls: Redis is unavailable")
 
 // errorf returns an error of this package: "mtls: " and the message, in
-// which error arguments lose their own "mtls: " prefix, so that the text
-// has it once; they stay in the chain for errors.Is and errors.As.
-func errorf(format string, args ...any) error {
-	for i, a := range args {
-		if err, ok := a.(error); ok {
-			args[i] = unprefixed{err}
-		}
-	}
-	return fmt.Errorf("mtls: "+format, args...)
-}
-
-// unprefixed is an error without the "mtls: " its text starts with.
-type unprefixed struct{ err error }
-
-// Error returns the text of the error, without its "mtls: ".
-func (u unprefixed) Error() string { return strings.TrimPrefix(u.err.Error(), "mtls: ") }
-
-// Unwrap returns the error.
-func (u unprefixed) Unwrap() error { return u.err }
+// which error arguments lose their own "mtls: " prefix (certkit.Errorf).
+func errorf(format string, args ...any) error { return certkit.Errorf(format, args...) }
 
 // fromKit returns an error of package certkit as the core stores report
-// it: with the prefix, and with the sentinel of package mtls that means the
-// same. Errors that already have the prefix keep their text.
+// it: prefixed once, with the sentinel of package mtls that means the same.
+// Errors that already have one (ours, or ErrUnavailable) keep their text.
 func fromKit(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, certkit.ErrCorrupt):
-		return errorf("%w: %w", mtls.ErrNotFound, err)
-	case errors.Is(err, mtls.ErrDecrypt), errors.Is(err, ErrUnavailable):
-		return errorf("%w", err) // already ours
-	case errors.Is(err, certkit.ErrDecrypt):
-		return errorf("%w: %w", mtls.ErrDecrypt, trimmed{err, certkit.ErrDecrypt.Error() + ": "})
-	case errors.Is(err, certkit.ErrExpired):
-		return errorf("%w: %w", mtls.ErrExpired, trimmed{err, certkit.ErrExpired.Error() + ": "})
-	}
-	return errorf("%w", err)
+	return certkit.Sentinels{NotFound: mtls.ErrNotFound, Decrypt: mtls.ErrDecrypt, Expired: mtls.ErrExpired}.Wrap(err)
 }
-
-// trimmed is err whose text loses a leading prefix (the text of a certkit
-// sentinel that the sentinel of package mtls replaces); err stays in the
-// chain.
-type trimmed struct {
-	err    error
-	prefix string
-}
-
-// Error returns the text of the error, without the prefix.
-func (t trimmed) Error() string { return strings.TrimPrefix(t.err.Error(), t.prefix) }
-
-// Unwrap returns the error.
-func (t trimmed) Unwrap() error { return t.err }
 
 // ctxErr returns ctx.Err() as the stores report it, or nil.
 func ctxErr(ctx context.Context) error {
