@@ -82,15 +82,15 @@ func ngxStart(t *testing.T, bin string, blocks []ngxBlock) *ngx {
 
 // ngxConfig is a self-contained nginx.conf: every path it writes (pid,
 // lock, temporary files, logs) is in dir, and the error log is stderr.
-// Each location answers with what nginx verified of the client.
-func ngxConfig(dir string, port int, blocks []ngxBlock) string {
-	var b strings.Builder
+// ngxPreamble writes the start of a single-process nginx config whose
+// files live in dir, up to the inside of its http block.
+func ngxPreamble(b *strings.Builder, dir string) {
 	if os.Geteuid() == 0 {
 		// Single-process nginx never switches user, but as root it would
 		// otherwise chown its temporary directories to "nobody".
 		b.WriteString("user root root;\n")
 	}
-	fmt.Fprintf(&b, `daemon off;
+	fmt.Fprintf(b, `daemon off;
 master_process off;
 worker_processes 1;
 error_log stderr info;
@@ -105,8 +105,14 @@ http {
 	uwsgi_temp_path %[1]s/uwsgi;
 	scgi_temp_path %[1]s/scgi;
 	default_type text/plain;
-	ssl_protocols TLSv1.2 TLSv1.3;
 `, dir)
+}
+
+// Each location answers with what nginx verified of the client.
+func ngxConfig(dir string, port int, blocks []ngxBlock) string {
+	var b strings.Builder
+	ngxPreamble(&b, dir)
+	b.WriteString("\tssl_protocols TLSv1.2 TLSv1.3;\n")
 	for _, s := range blocks {
 		listen, name := "ssl", s.serverName
 		if name == "" {

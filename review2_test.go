@@ -20,7 +20,6 @@ import (
 	"io"
 	"math/big"
 	"net/http"
-	"net/http/httptrace"
 	"slices"
 	"testing"
 	"time"
@@ -174,19 +173,7 @@ func TestReview2KeptAliveConnectionAfterAllowlistFileChange(t *testing.T) {
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: srvCA.Pool, ServerName: "a.test",
 		Certificates: []tls.Certificate{c.good.TLS}}}
 	defer tr.CloseIdleConnections()
-	getStatus := func() (int, bool) {
-		req, err := http.NewRequest(http.MethodGet, "https://"+e.addr+"/", nil)
-		require.NoError(t, err)
-		req.Host = "a.test"
-		reused := false
-		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
-			GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}))
-		resp, err := tr.RoundTrip(req)
-		require.NoError(t, err)
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, reused
-	}
+	getStatus := func() (int, bool) { return srvStatus(t, tr, "https://"+e.addr+"/", "a.test") }
 	status, _ := getStatus()
 	require.Equal(t, http.StatusOK, status)
 
@@ -270,19 +257,7 @@ func TestReview2CachedVerdictOutlivesTheIntermediate(t *testing.T) {
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: srvCA.Pool, ServerName: "shared.test",
 		Certificates: []tls.Certificate{client.TLS}}}
 	defer tr.CloseIdleConnections()
-	getStatus := func() (int, bool) {
-		req, err := http.NewRequest(http.MethodGet, "https://"+e.addr+"/api/api", nil)
-		require.NoError(t, err)
-		req.Host = "shared.test"
-		reused := false
-		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
-			GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}))
-		resp, err := tr.RoundTrip(req)
-		require.NoError(t, err)
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, reused
-	}
+	getStatus := func() (int, bool) { return srvStatus(t, tr, "https://"+e.addr+"/api/api", "shared.test") }
 	status, _ := getStatus()
 	require.Equal(t, http.StatusOK, status)
 

@@ -326,28 +326,11 @@ func srvNginxStart(t *testing.T, bin, dir string, serverPort int, caFile string,
 	for attempt := 1; ; attempt++ {
 		port := peerFreePort(t)
 		var b strings.Builder
-		if os.Geteuid() == 0 {
-			b.WriteString("user root root;\n")
-		}
-		fmt.Fprintf(&b, `daemon off;
-master_process off;
-worker_processes 1;
-error_log stderr info;
-pid %[1]s/nginx.pid;
-lock_file %[1]s/nginx.lock;
-events { worker_connections 64; }
-http {
-	access_log off;
-	client_body_temp_path %[1]s/client_body;
-	proxy_temp_path %[1]s/proxy;
-	fastcgi_temp_path %[1]s/fastcgi;
-	uwsgi_temp_path %[1]s/uwsgi;
-	scgi_temp_path %[1]s/scgi;
-	default_type text/plain;
-	server {
-		listen 127.0.0.1:%[2]d;
+		ngxPreamble(&b, dir)
+		fmt.Fprintf(&b, `	server {
+		listen 127.0.0.1:%d;
 		location = /ready { return 200 "ready\n"; }
-`, dir, port)
+`, port)
 		for _, l := range locs {
 			protocols := l.tlsMax
 			if protocols == "" {

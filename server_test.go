@@ -899,19 +899,7 @@ func TestServerRemovalAppliesToTheNextRequest(t *testing.T) {
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: srvCA.Pool, ServerName: "a.test",
 		Certificates: []tls.Certificate{c.good.TLS}}}
 	defer tr.CloseIdleConnections()
-	getStatus := func() (int, bool) {
-		req, err := http.NewRequest(http.MethodGet, "https://"+e.addr+"/", nil)
-		require.NoError(t, err)
-		req.Host = "a.test"
-		reused := false
-		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
-			GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}))
-		resp, err := tr.RoundTrip(req)
-		require.NoError(t, err)
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, reused
-	}
+	getStatus := func() (int, bool) { return srvStatus(t, tr, "https://"+e.addr+"/", "a.test") }
 	status, _ := getStatus()
 	require.Equal(t, http.StatusOK, status)
 	status, reused := getStatus()
@@ -1644,4 +1632,21 @@ func TestServerConcurrentUpdatesAndHandshakes(t *testing.T) {
 	cancel()
 	wg.Wait()
 	e.ok(t, srvReq{sni: "a.test", path: "/api/a", cert: c.good, roots: srvCA.Pool})
+}
+
+// srvStatus sends GET url with Host host through tr and returns the status
+// and whether the request reused a kept-alive connection.
+func srvStatus(t *testing.T, tr *http.Transport, url, host string) (int, bool) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	require.NoError(t, err)
+	req.Host = host
+	reused := false
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}))
+	resp, err := tr.RoundTrip(req)
+	require.NoError(t, err)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, reused
 }
