@@ -6,6 +6,8 @@ package redisstore
 // recorders. Nothing here mocks Redis.
 
 import (
+	"github.com/mtlsgo/mtls/internal/peertest"
+
 	"bufio"
 	"context"
 	"errors"
@@ -44,24 +46,10 @@ func (quietLogger) Printf(context.Context, string, ...any) {}
 // assertion.
 const waitFor = 10 * time.Second
 
-// requireRedisServer returns the path of redis-server. When it is not on
-// PATH the test is skipped, loudly (the message goes to stderr too, so
-// that a run without -v shows it); with MTLS_REQUIRE_PEERS=1 (as in CI) it
-// fails instead.
+// requireRedisServer returns the path of redis-server: see peertest.Require.
 func requireRedisServer(t testing.TB) string {
 	t.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err == nil {
-		return path
-	}
-	msg := fmt.Sprintf("!!! %s: redis-server is not on PATH, so the Redis store tests DID NOT RUN "+
-		"(apt-get install redis-server; set MTLS_REQUIRE_PEERS=1 to make this a failure) !!!", t.Name())
-	if os.Getenv("MTLS_REQUIRE_PEERS") == "1" {
-		t.Fatal(msg)
-	}
-	fmt.Fprintln(os.Stderr, msg)
-	t.Skip(msg)
-	return ""
+	return peertest.Require(t, "redis-server")
 }
 
 // redisServer is a redis-server process of one test.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/mtlsgo/mtls/internal/peertest"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -24,18 +26,10 @@ func call(t *testing.T, envv map[string]string, args ...string) (int, string, st
 	return code, out.String(), errb.String()
 }
 
-// peer finds a program the test drives: missing, it skips loudly, or fails
-// when MTLS_REQUIRE_PEERS=1 (as in CI).
+// peer finds a program the test drives: see peertest.Require.
 func peer(t *testing.T, name string) string {
 	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("MTLS_REQUIRE_PEERS") == "1" {
-			t.Fatalf("%s is required (MTLS_REQUIRE_PEERS=1) but not found", name)
-		}
-		t.Skipf("SKIPPING: %s not found; install it to run this test", name)
-	}
-	return path
+	return peertest.Require(t, name)
 }
 
 type files struct {

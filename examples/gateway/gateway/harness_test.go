@@ -8,6 +8,8 @@ package gateway
 // MTLS_REQUIRE_PEERS=1.
 
 import (
+	"github.com/mtlsgo/mtls/internal/peertest"
+
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -19,7 +21,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -35,22 +36,10 @@ import (
 // waitFor bounds every wait of the tests; none is a timing assertion.
 const waitFor = 30 * time.Second
 
-// requirePeer returns the path of program name. When it is not on PATH the
-// test is skipped, loudly (on stderr too); with MTLS_REQUIRE_PEERS=1 it fails.
+// requirePeer returns the path of program name: see peertest.Require.
 func requirePeer(t testing.TB, name string) string {
 	t.Helper()
-	path, err := exec.LookPath(name)
-	if err == nil {
-		return path
-	}
-	msg := fmt.Sprintf("!!! %s: %s is not on PATH, so the checks against it DID NOT RUN "+
-		"(install %s; set MTLS_REQUIRE_PEERS=1 to make this a failure) !!!", t.Name(), name, name)
-	if os.Getenv("MTLS_REQUIRE_PEERS") == "1" {
-		t.Fatal(msg)
-	}
-	fmt.Fprintln(os.Stderr, msg)
-	t.Skip(msg)
-	return ""
+	return peertest.Require(t, name)
 }
 
 // syncBuffer is a buffer written by one goroutine and read by another.
