@@ -170,10 +170,7 @@ func TestReview2KeptAliveConnectionAfterAllowlistFileChange(t *testing.T) {
 	path := writeFile(t, t.TempDir(), "allowed.pem", c.good.CertPEM)
 	keep := writeFile(t, t.TempDir(), "keep.pem", c.notAllowed.CertPEM)
 	e := srvNew(t, store, ServerPolicy{Certificates: Map{"*": add(t, store, server.PEM())}, AllowedClients: []string{path, keep}}, "api")
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: srvCA.Pool, ServerName: "a.test",
-		Certificates: []tls.Certificate{c.good.TLS}}}
-	defer tr.CloseIdleConnections()
-	getStatus := func() (int, bool) { return srvStatus(t, tr, "https://"+e.addr+"/", "a.test") }
+	getStatus := srvKeptAlive(t, srvCA.Pool, c.good.TLS, "https://"+e.addr+"/", "a.test")
 	status, _ := getStatus()
 	require.Equal(t, http.StatusOK, status)
 
@@ -254,10 +251,7 @@ func TestReview2CachedVerdictOutlivesTheIntermediate(t *testing.T) {
 			{Name: "api", Domain: "shared.test", MutualTLS: true, ClientCAs: roots, VerifyDepth: 1},
 			{Name: "other", Domain: "shared.test"},
 		}}, "api")
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: srvCA.Pool, ServerName: "shared.test",
-		Certificates: []tls.Certificate{client.TLS}}}
-	defer tr.CloseIdleConnections()
-	getStatus := func() (int, bool) { return srvStatus(t, tr, "https://"+e.addr+"/api/api", "shared.test") }
+	getStatus := srvKeptAlive(t, srvCA.Pool, client.TLS, "https://"+e.addr+"/api/api", "shared.test")
 	status, _ := getStatus()
 	require.Equal(t, http.StatusOK, status)
 

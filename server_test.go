@@ -896,10 +896,7 @@ func TestServerRemovalAppliesToTheNextRequest(t *testing.T) {
 	goodID := add(t, store, c.good.CertPEM)
 	keepID := add(t, store, c.notAllowed.CertPEM)
 	e := srvNew(t, store, ServerPolicy{Certificates: Map{"*": serverID}, AllowedClients: []string{goodID, keepID}}, "api")
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: srvCA.Pool, ServerName: "a.test",
-		Certificates: []tls.Certificate{c.good.TLS}}}
-	defer tr.CloseIdleConnections()
-	getStatus := func() (int, bool) { return srvStatus(t, tr, "https://"+e.addr+"/", "a.test") }
+	getStatus := srvKeptAlive(t, srvCA.Pool, c.good.TLS, "https://"+e.addr+"/", "a.test")
 	status, _ := getStatus()
 	require.Equal(t, http.StatusOK, status)
 	status, reused := getStatus()
@@ -1634,19 +1631,27 @@ func TestServerConcurrentUpdatesAndHandshakes(t *testing.T) {
 	e.ok(t, srvReq{sni: "a.test", path: "/api/a", cert: c.good, roots: srvCA.Pool})
 }
 
-// srvStatus sends GET url with Host host through tr and returns the status
-// and whether the request reused a kept-alive connection.
-func srvStatus(t *testing.T, tr *http.Transport, url, host string) (int, bool) {
+// srvKeptAlive returns a probe that GETs url over one kept-alive client
+// connection (SNI and Host name, presenting cert, trusting roots) and
+// reports the status and whether the connection was reused. The connection
+// is closed when the test ends.
+func srvKeptAlive(t *testing.T, roots *x509.CertPool, cert tls.Certificate, url, name string) func() (int, bool) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	require.NoError(t, err)
-	req.Host = host
-	reused := false
-	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
-		GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}))
-	resp, err := tr.RoundTrip(req)
-	require.NoError(t, err)
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode, reused
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: name,
+		Certificates: []tls.Certificate{cert}}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return func() (int, bool) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		require.NoError(t, err)
+		req.Host = name
+		reused := false
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}))
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, reused
+	}
 }
